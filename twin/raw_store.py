@@ -1,0 +1,138 @@
+"""Writing raw documents: one import = one transaction with per-document outcomes recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from twin.documents import RawDocument
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An input line that was refused, with the reason and the line itself."""
+
+    line_number: int
+    reason: str
+    line: str
+
+
+@dataclass
+class ImportSummary:
+    """What one import did: accepted (new), updated, unchanged, deleted and rejected."""
+
+    source: str
+    import_id: int = 0
+    accepted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    twins: set[str] = field(default_factory=set)
+    prune_skipped: bool = False
+
+    @property
+    def changed_twins(self) -> set[str]:
+        return self.twins if (self.accepted or self.updated or self.deleted) else set()
+
+
+_STAGING_COLUMNS = (
+    "twin", "author", "category", "platform", "url", "title", "content", "published_at", "content_hash"
+)
+
+
+def store_documents(
+    conn: psycopg.Connection,
+    source: str,
+    documents: list[RawDocument],
+    rejections: list[Rejection],
+    *,
+    prune: bool = False,
+) -> ImportSummary:
+    """Upsert `documents` by (twin, url), record rejections, and optionally prune the source.
+
+    Pruning deletes this source's documents that are no longer in it, and is skipped when any
+    line was rejected (a rejected line may be a document we would otherwise lose).
+    """
+    summary = ImportSummary(source=source, rejected=list(rejections))
+    summary.twins = {doc.twin for doc in documents}
+    with conn.transaction():
+        import_id = conn.execute(
+            "INSERT INTO imports (source) VALUES (%s) RETURNING id", (source,)
+        ).fetchone()[0]
+        summary.import_id = import_id
+        conn.execute(
+            """CREATE TEMP TABLE raw_staging (
+                   twin text, author text, category text, platform text, url text, title text,
+                   content text, published_at date, content_hash text) ON COMMIT DROP"""
+        )
+        with conn.cursor().copy(f"COPY raw_staging ({', '.join(_STAGING_COLUMNS)}) FROM STDIN") as copy:
+            for doc in documents:
+                copy.write_row(
+                    (doc.twin, doc.author, doc.category.value, doc.platform, doc.url, doc.title,
+                     doc.content, doc.published_at, doc.content_hash)
+                )
+        conn.execute(
+            """INSERT INTO twins (slug, name)
+               SELECT DISTINCT ON (twin) twin, author FROM raw_staging ORDER BY twin, author
+               ON CONFLICT (slug) DO NOTHING"""
+        )
+        summary.accepted, summary.updated, summary.unchanged = conn.execute(
+            """SELECT count(*) FILTER (WHERE r.id IS NULL),
+                      count(*) FILTER (WHERE r.id IS NOT NULL AND r.content_hash <> s.content_hash),
+                      count(*) FILTER (WHERE r.content_hash = s.content_hash)
+               FROM raw_staging s LEFT JOIN raw_documents r ON r.twin = s.twin AND r.url = s.url"""
+        ).fetchone()
+        conn.execute(
+            """INSERT INTO raw_documents
+                   (twin, author, category, platform, url, title, content, published_at,
+                    content_hash, source)
+               SELECT twin, author, category, platform, url, title, content, published_at,
+                      content_hash, %s FROM raw_staging
+               ON CONFLICT (twin, url) DO UPDATE SET
+                   author = EXCLUDED.author, category = EXCLUDED.category,
+                   platform = EXCLUDED.platform, title = EXCLUDED.title,
+                   content = EXCLUDED.content, published_at = EXCLUDED.published_at,
+                   content_hash = EXCLUDED.content_hash, source = EXCLUDED.source,
+                   updated_at = now()
+               WHERE raw_documents.content_hash <> EXCLUDED.content_hash""",
+            (source,),
+        )
+        if prune and rejections:
+            summary.prune_skipped = True
+        elif prune:
+            deleted = conn.execute(
+                """DELETE FROM raw_documents r WHERE r.source = %s
+                   AND NOT EXISTS (SELECT 1 FROM raw_staging s WHERE s.twin = r.twin AND s.url = r.url)
+                   RETURNING twin""",
+                (source,),
+            ).fetchall()
+            summary.deleted = len(deleted)
+            summary.twins |= {row[0] for row in deleted}
+        with conn.cursor().copy(
+            "COPY import_rejections (import_id, line_number, reason, line) FROM STDIN"
+        ) as copy:
+            for rejection in rejections:
+                copy.write_row((import_id, rejection.line_number, rejection.reason, rejection.line))
+        conn.execute(
+            """UPDATE imports SET finished_at = now(), accepted = %s, updated = %s, unchanged = %s,
+                   rejected = %s, deleted = %s WHERE id = %s""",
+            (summary.accepted, summary.updated, summary.unchanged, len(rejections),
+             summary.deleted, import_id),
+        )
+    return summary
+
+
+def delete_document(conn: psycopg.Connection, twin: str, url: str) -> bool:
+    """Remove one raw document; downstream layers drop it at their next materialization."""
+    with conn.transaction():
+        row = conn.execute(
+            "DELETE FROM raw_documents WHERE twin = %s AND url = %s RETURNING id", (twin, url)
+        ).fetchone()
+    return row is not None
+
+
+def list_twins(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(slug, name) of every twin, ordered by slug."""
+    return [(row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug")]

@@ -1,0 +1,1 @@
+"""Sources that bring an author's writing in as raw documents."""

@@ -1,0 +1,152 @@
+"""JSONL source: one document per line, a file or a folder of `*.jsonl` files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import psycopg
+
+from twin.documents import Category, RawDocument
+from twin.errors import TwinError
+from twin.raw_store import ImportSummary, Rejection, store_documents
+
+REQUIRED_TEXT_FIELDS = ("author", "platform", "url", "content")
+_KEPT_LINE_CHARS = 20_000  # rejected lines are kept for inspection, truncated past this
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    line_number: int
+    document: RawDocument | None
+    rejection: Rejection | None
+    text: str = ""
+
+
+def jsonl_files(path: Path) -> list[Path]:
+    """The file itself, or every `*.jsonl` file under a folder, in a stable order."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+        if not files:
+            raise TwinError(f"No *.jsonl files in {path}.", "point at a .jsonl file or a folder of them.")
+        return files
+    raise TwinError(f"{path} does not exist.", "give the path of a .jsonl file or a folder of them.")
+
+
+def parse_jsonl_file(path: Path, max_document_bytes: int) -> Iterator[ParsedLine]:
+    """Every non-blank line of the file as a document or as a rejection with its reason."""
+    with path.open("rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                text = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                kept = raw_line.decode("utf-8", errors="backslashreplace")
+                reason = f"not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
+                yield ParsedLine(line_number, None, _rejection(line_number, reason, kept))
+                continue
+            try:
+                document = parse_document(text, max_document_bytes)
+            except ValueError as exc:
+                yield ParsedLine(line_number, None, _rejection(line_number, str(exc), text))
+                continue
+            yield ParsedLine(line_number, document, None, text)
+
+
+def parse_document(line: str, max_document_bytes: int) -> RawDocument:
+    """One JSON line as a RawDocument; ValueError names what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    for field in REQUIRED_TEXT_FIELDS:
+        value = record.get(field)
+        if not isinstance(value, str) or not value.strip():
+            state = "missing" if value is None else "empty" if isinstance(value, str) else "not a string"
+            raise ValueError(f"{field} is {state}")
+    categories = ", ".join(c.value for c in Category)
+    try:
+        category = Category(record.get("category"))
+    except ValueError:
+        raise ValueError(f"unknown category {record.get('category')!r} (expected one of {categories})") from None
+    title = record.get("title") or ""
+    if not isinstance(title, str):
+        raise ValueError("title is not a string")
+    content: str = record["content"].replace("\x00", "")
+    size = len(content.encode("utf-8"))
+    if size > max_document_bytes:
+        raise ValueError(
+            f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
+            "split the document or raise TWIN_MAX_DOCUMENT_BYTES"
+        )
+    return RawDocument(
+        author=record["author"].strip(),
+        category=category,
+        platform=record["platform"].strip().lower(),
+        url=record["url"].strip(),
+        title=title.strip(),
+        content=content,
+        published_at=parse_published_at(record.get("published_at")),
+    )
+
+
+def parse_published_at(value: object) -> date | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"published_at {value!r} is not an ISO-8601 date string")
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
+    except ValueError:
+        raise ValueError(f"published_at {value!r} is not an ISO-8601 date (YYYY-MM-DD) or \"\"") from None
+
+
+def _rejection(line_number: int, reason: str, line: str) -> Rejection:
+    kept = line if len(line) <= _KEPT_LINE_CHARS else line[:_KEPT_LINE_CHARS] + " …[truncated]"
+    return Rejection(line_number=line_number, reason=reason, line=kept.rstrip("\n").replace("\x00", "\\x00"))
+
+
+def import_jsonl(
+    conn: psycopg.Connection,
+    path: Path,
+    *,
+    max_document_bytes: int,
+    prune: bool = False,
+    progress: Callable[[Path], None] | None = None,
+) -> list[ImportSummary]:
+    """Import a file or folder; one import (and one transaction) per file.
+
+    A url seen twice in one call keeps its first line; later ones are rejected with the reason.
+    """
+    summaries = []
+    first_seen: dict[tuple[str, str], str] = {}
+    for file in jsonl_files(path):
+        documents: list[RawDocument] = []
+        rejections: list[Rejection] = []
+        for parsed in parse_jsonl_file(file, max_document_bytes):
+            if parsed.rejection is not None:
+                rejections.append(parsed.rejection)
+                continue
+            doc = parsed.document
+            assert doc is not None
+            here = f"{file.name} line {parsed.line_number}"
+            earlier = first_seen.setdefault((doc.twin, doc.url), here)
+            if earlier != here:
+                reason = f"duplicate url {doc.url} (first at {earlier})"
+                rejections.append(_rejection(parsed.line_number, reason, parsed.text))
+                continue
+            documents.append(doc)
+        summaries.append(
+            store_documents(conn, str(file.resolve()), documents, rejections, prune=prune)
+        )
+        if progress is not None:
+            progress(file)
+    return summaries
