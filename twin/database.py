@@ -20,9 +20,17 @@ _migrated_urls: set[str] = set()
 
 def database_url(settings: Settings) -> str:
     """The configured DATABASE_URL, or the embedded server's URL (started when needed)."""
-    if settings.database_url:
-        return settings.database_url
-    return start_embedded_postgres(settings.postgres_dir)
+    return resolve_database_url(settings.database_url, settings.home)
+
+
+def resolve_database_url(configured_url: str | None, home: Path) -> str:
+    if configured_url:
+        return configured_url
+    return start_embedded_postgres(embedded_postgres_dir(home))
+
+
+def embedded_postgres_dir(home: Path) -> Path:
+    return home / "postgres"
 
 
 def start_embedded_postgres(pgdata: Path) -> str:

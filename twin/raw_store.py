@@ -49,11 +49,12 @@ def store_documents(
     rejections: list[Rejection],
     *,
     prune: bool = False,
+    only_twin: str | None = None,
 ) -> ImportSummary:
     """Upsert `documents` by (twin, url), record rejections, and optionally prune the source.
 
-    Pruning deletes this source's documents that are no longer in it, and is skipped when any
-    line was rejected (a rejected line may be a document we would otherwise lose).
+    Pruning deletes this source's documents (of `only_twin`, when given) that are no longer in
+    it, and is skipped when any line was rejected (it may be a document we would otherwise lose).
     """
     summary = ImportSummary(source=source, rejected=list(rejections))
     summary.twins = {doc.twin for doc in documents}
@@ -103,10 +104,11 @@ def store_documents(
             summary.prune_skipped = True
         elif prune:
             deleted = conn.execute(
-                """DELETE FROM raw_documents r WHERE r.source = %s
+                """DELETE FROM raw_documents r
+                   WHERE r.source = %(source)s AND r.twin = coalesce(%(twin)s, r.twin)
                    AND NOT EXISTS (SELECT 1 FROM raw_staging s WHERE s.twin = r.twin AND s.url = r.url)
                    RETURNING twin""",
-                (source,),
+                {"source": source, "twin": only_twin},
             ).fetchall()
             summary.deleted = len(deleted)
             summary.twins |= {row[0] for row in deleted}

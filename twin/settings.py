@@ -32,9 +32,5 @@ class Settings:
         )
 
     @property
-    def postgres_dir(self) -> Path:
-        return self.home / "postgres"
-
-    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"

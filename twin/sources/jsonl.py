@@ -120,11 +120,13 @@ def import_jsonl(
     *,
     max_document_bytes: int,
     prune: bool = False,
+    only_twin: str | None = None,
     progress: Callable[[Path], None] | None = None,
 ) -> list[ImportSummary]:
     """Import a file or folder; one import (and one transaction) per file.
 
     A url seen twice in one call keeps its first line; later ones are rejected with the reason.
+    With `only_twin`, lines of other authors are passed over (neither stored nor rejected).
     """
     summaries = []
     first_seen: dict[tuple[str, str], str] = {}
@@ -137,6 +139,8 @@ def import_jsonl(
                 continue
             doc = parsed.document
             assert doc is not None
+            if only_twin is not None and doc.twin != only_twin:
+                continue
             here = f"{file.name} line {parsed.line_number}"
             earlier = first_seen.setdefault((doc.twin, doc.url), here)
             if earlier != here:
@@ -145,7 +149,8 @@ def import_jsonl(
                 continue
             documents.append(doc)
         summaries.append(
-            store_documents(conn, str(file.resolve()), documents, rejections, prune=prune)
+            store_documents(conn, str(file.resolve()), documents, rejections, prune=prune,
+                            only_twin=only_twin)
         )
         if progress is not None:
             progress(file)

@@ -1,0 +1,1 @@
+"""Software-defined assets, thin: read, call the `twin` domain package, write, report."""

@@ -1,0 +1,123 @@
+"""features/*: cleaned documents -> chunks -> embeddings, per twin, incremental by content hash."""
+
+import time
+
+import dagster as dg
+from tqdm import tqdm
+
+from assets.metadata import check_result, preview, step_metadata
+from assets.partitions import twin_partitions
+from assets.raw import raw_documents
+from resources import EmbeddingModelResource, PostgresResource
+from twin import features
+
+CHUNK_CHECKS = ("no_empty_chunks", "unique_chunk_ids", "documents_have_chunks", "chunks_fit_model_window")
+
+
+@dg.asset(
+    key=["features", "cleaned_documents"],
+    deps=[raw_documents],
+    partitions_def=twin_partitions,
+    group_name="features",
+    kinds={"postgres"},
+    description="Cleaned text per document (table cleaned_documents): the fine-tuning snapshot.",
+)
+def cleaned_documents(
+    context: dg.AssetExecutionContext, postgres: PostgresResource
+) -> dg.MaterializeResult:
+    twin = context.partition_key
+    started = time.perf_counter()
+    with postgres.connection() as conn:
+        counts = features.clean_documents(conn, twin)
+        sample = preview(
+            conn,
+            """SELECT category, title, length(content) AS characters, left(content, 120) AS text
+               FROM cleaned_documents WHERE twin = %s ORDER BY cleaned_at DESC, document_id""",
+            (twin,),
+        )
+    return dg.MaterializeResult(
+        metadata={**step_metadata(counts, time.perf_counter() - started), "preview": sample}
+    )
+
+
+@dg.asset(
+    key=["features", "chunks"],
+    deps=[cleaned_documents],
+    partitions_def=twin_partitions,
+    group_name="features",
+    kinds={"postgres"},
+    check_specs=[dg.AssetCheckSpec(name, asset=["features", "chunks"], blocking=True)
+                 for name in CHUNK_CHECKS],
+    description="Chunks with source attribution (table chunks), sized to the embedding model.",
+)
+def chunks(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    embedding_model: EmbeddingModelResource,
+) -> dg.MaterializeResult:
+    twin = context.partition_key
+    started = time.perf_counter()
+    embedder = embedding_model.embedder()
+    policy = embedding_model.chunking_policy()
+    with postgres.connection() as conn:
+        counts = features.chunk_documents(conn, twin, embedder, policy)
+        checks = [
+            check_result("no_empty_chunks", features.check_no_empty_chunks(conn, twin)),
+            check_result("unique_chunk_ids", features.check_unique_chunks(conn, twin)),
+            check_result("documents_have_chunks", features.check_documents_have_chunks(conn, twin)),
+            check_result("chunks_fit_model_window",
+                         features.check_chunks_within_window(conn, twin, policy.max_tokens)),
+        ]
+        sample = preview(
+            conn,
+            """SELECT category, title, position, token_count, text FROM chunks WHERE twin = %s
+               ORDER BY document_id, position""",
+            (twin,),
+        )
+    return dg.MaterializeResult(
+        metadata={**step_metadata(counts, time.perf_counter() - started), "chunker": policy.signature,
+                  "preview": sample},
+        check_results=checks,
+    )
+
+
+@dg.asset(
+    key=["features", "embeddings"],
+    deps=[chunks],
+    partitions_def=twin_partitions,
+    group_name="features",
+    kinds={"postgres", "pgvector"},
+    check_specs=[dg.AssetCheckSpec("embedding_dimension_matches", asset=["features", "embeddings"],
+                                   blocking=True)],
+    description="Chunk vectors (chunks.embedding, HNSW cosine index) from the embedding model.",
+)
+def embeddings(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    embedding_model: EmbeddingModelResource,
+) -> dg.MaterializeResult:
+    twin = context.partition_key
+    started = time.perf_counter()
+    embedder = embedding_model.embedder()
+
+    bar = tqdm(desc=f"embedding {twin}", unit="chunk", disable=None)  # shown on a terminal only
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        context.log.info(f"embedded {done}/{total} chunks of {twin}")
+
+    with postgres.connection() as conn:
+        counts = features.embed_chunks(conn, twin, embedder, on_progress=report)
+    bar.close()
+    with postgres.connection() as conn:
+        check = check_result("embedding_dimension_matches",
+                             features.check_embeddings_match(conn, twin, embedder))
+    seconds = time.perf_counter() - started
+    embedded = counts.new + counts.changed
+    return dg.MaterializeResult(
+        metadata={**step_metadata(counts, seconds), "embedded": embedded,
+                  "model": embedder.model_id, "dimension": embedder.dimension,
+                  "chunks_per_second": round(embedded / seconds, 2) if embedded else 0.0},
+        check_results=[check],
+    )

@@ -1,0 +1,210 @@
+"""`twin`: the platform's command line. Each command runs the same code as the Dagster assets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from twin.database import connect, database_url, embedded_postgres_dir, set_embedding_column_dimension
+from twin.documents import twin_slug
+from twin.embedding import load_embedder
+from twin.errors import TwinError
+from twin.raw_store import ImportSummary, list_twins
+from twin.search import SearchHit, search_chunks
+from twin.settings import Settings
+from twin.sources.jsonl import import_jsonl, jsonl_files
+
+SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
+DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
+SHOWN_REJECTIONS = 10
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return int(args.run(args, settings) or 0)
+    except TwinError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twin", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    command = commands.add_parser("import", help="import a JSONL file or a folder of them")
+    command.add_argument("path", type=Path)
+    command.add_argument("--prune", action="store_true",
+                         help="delete documents previously imported from this file that are gone from it")
+    command.set_defaults(run=cmd_import)
+
+    command = commands.add_parser("materialize", help="build cleaned documents, chunks and embeddings")
+    command.add_argument("--twin", help="one twin (name or slug); all twins when omitted")
+    command.set_defaults(run=cmd_materialize)
+
+    command = commands.add_parser("search", help="semantic search over the chunks")
+    command.add_argument("query")
+    command.add_argument("--twin", help="only this twin (name or slug)")
+    command.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    command.add_argument("--json", action="store_true", help="print a JSON list")
+    command.set_defaults(run=cmd_search)
+
+    command = commands.add_parser("demo", help="import the sample corpus, materialize it, search it")
+    command.set_defaults(run=cmd_demo)
+
+    command = commands.add_parser("db-url", help="print a URL psql accepts (starts the embedded server)")
+    command.set_defaults(run=cmd_db_url)
+
+    command = commands.add_parser("db-stop", help="stop the embedded PostgreSQL")
+    command.set_defaults(run=cmd_db_stop)
+
+    command = commands.add_parser("embedding-dim", help="resize chunks.embedding for another model")
+    command.add_argument("dimension", type=int)
+    command.set_defaults(run=cmd_embedding_dim)
+
+    command = commands.add_parser("ui", help="open the Dagster UI on this platform's instance")
+    command.add_argument("--port", default="3000")
+    command.set_defaults(run=cmd_ui)
+    return parser
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    files = jsonl_files(args.path)
+    with connect(database_url(settings)) as conn, tqdm(total=len(files), unit="file", desc="importing", disable=None) as bar:
+        summaries = import_jsonl(conn, args.path, prune=args.prune,
+                                 max_document_bytes=settings.max_document_bytes,
+                                 progress=lambda _file: bar.update())
+    for summary in summaries:
+        _print_import(summary)
+    twins = sorted(set().union(*(s.twins for s in summaries)))
+    if twins:
+        from orchestration.runs import register_twins
+
+        register_twins(settings, twins)
+        print(f"twins: {', '.join(twins)} (next: twin materialize)")
+    return 1 if any(summary.rejected for summary in summaries) else 0
+
+
+def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.runs import materialize_twins
+
+    with connect(database_url(settings)) as conn:
+        known = list_twins(conn)
+    if not known:
+        raise TwinError("There are no twins yet.", "import some writing first: twin import PATH")
+    twins = [slug for slug, _ in known]
+    if args.twin:
+        wanted = twin_slug(args.twin)
+        if wanted not in twins:
+            raise TwinError(f"Unknown twin {args.twin!r}; known twins: {', '.join(twins)}.",
+                            "import their writing first (twin import PATH) or pick a known twin.")
+        twins = [wanted]
+    outcomes = materialize_twins(settings, twins)
+    for outcome in outcomes:
+        print(outcome.summary_line())
+    failed = [outcome for outcome in outcomes if not outcome.success]
+    for outcome in failed:
+        print(f"error: {outcome.twin}: {outcome.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    twin = twin_slug(args.twin) if args.twin else None
+    embedder = load_embedder(settings.embedding_model)
+    with connect(database_url(settings)) as conn:
+        hits = search_chunks(conn, embedder, args.query, twin=twin, k=args.k)
+    if args.json:
+        print(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("no results (has `twin materialize` run?)")
+    for rank, hit in enumerate(hits, start=1):
+        _print_hit(rank, hit)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"== importing the sample corpus ({SAMPLE_CORPUS})")
+    cmd_import(argparse.Namespace(path=SAMPLE_CORPUS, prune=False), settings)
+    print("== materializing raw -> cleaned -> chunks -> embeddings for every twin")
+    status = cmd_materialize(argparse.Namespace(twin=None), settings)
+    if status:
+        return status
+    print(f"== twin search {DEMO_QUESTION!r} -k 3")
+    return cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
+
+
+def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(settings)
+    with connect(url):
+        pass  # applies migrations, so psql sees the schema
+    print(url)
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.database import stop_embedded_postgres
+
+    if settings.database_url:
+        raise TwinError("DATABASE_URL is set: the platform does not manage that server.",
+                        "stop it with its own tools, or unset DATABASE_URL.")
+    stopped = stop_embedded_postgres(embedded_postgres_dir(settings.home))
+    print("stopped" if stopped else "not running")
+    return 0
+
+
+def cmd_embedding_dim(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.dimension <= 16000:
+        raise TwinError(f"Dimension {args.dimension} is out of range.", "pass 1..16000 (pgvector's limit).")
+    with connect(database_url(settings)) as conn:
+        set_embedding_column_dimension(conn, args.dimension)
+    print(f"chunks.embedding is now vector({args.dimension}); run `twin materialize` to re-embed")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.runs import prepare_dagster_home
+
+    prepare_dagster_home(settings)
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", args.port])
+
+
+def _print_import(summary: ImportSummary) -> None:
+    print(f"{summary.source}: {summary.accepted} accepted, {summary.updated} updated, "
+          f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected")
+    for rejection in summary.rejected[:SHOWN_REJECTIONS]:
+        print(f"  rejected line {rejection.line_number}: {rejection.reason}")
+    if len(summary.rejected) > SHOWN_REJECTIONS:
+        print(f"  ... {len(summary.rejected) - SHOWN_REJECTIONS} more")
+    if summary.rejected:
+        print(f"  rejected lines are kept: SELECT * FROM import_rejections WHERE import_id = {summary.import_id}")
+    if summary.prune_skipped:
+        print("  prune skipped: some lines were rejected; fix them and import again to prune")
+
+
+def _print_hit(rank: int, hit: SearchHit) -> None:
+    date = hit.published_at.isoformat() if hit.published_at else "undated"
+    snippet = " ".join(hit.text.split())
+    snippet = snippet if len(snippet) <= 240 else snippet[:237] + "..."
+    print(f"{rank}. [{hit.score:.3f}] {hit.title} - {hit.author} ({hit.category}, {date})")
+    print(f"   {hit.url}")
+    print(f"   {snippet}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Dagster resources: each external system the assets talk to, configured in one place."""
+
+from resources.embedding import EmbeddingModelResource
+from resources.postgres import PostgresResource
+
+__all__ = ["EmbeddingModelResource", "PostgresResource"]
