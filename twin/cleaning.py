@@ -18,6 +18,7 @@ _HTML_HINT = re.compile(r"<\s*/?\s*(p|div|br|h[1-6]|li|ul|ol|article|section|spa
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\u200d\u20e3\U000e0020-\U000e007f]"
 )
+_EMOJI_RUN = re.compile(rf"[ \t]*(?:{_EMOJI.pattern})+")  # with the space before it
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200c\u2060\ufeff]")
 _FENCE = re.compile(r"(^```[^\n]*\n.*?^```[ \t]*$)", re.M | re.S)
 _MARKDOWN_RULES: list[tuple[re.Pattern[str], str]] = [
@@ -44,7 +45,7 @@ def clean_document(category: Category, content: str) -> str:
 
 
 def clean_title(title: str) -> str:
-    return _collapse_spaces(_EMOJI.sub("", html.unescape(_CONTROL.sub("", title)))).strip()
+    return _collapse_spaces(_EMOJI_RUN.sub("", html.unescape(_CONTROL.sub("", title)))).strip()
 
 
 def clean_prose(text: str) -> str:
@@ -77,7 +78,7 @@ def html_to_text(markup: str) -> str:
 def _clean_markup(text: str) -> str:
     for pattern, replacement in _MARKDOWN_RULES:
         text = pattern.sub(replacement, text)
-    text = _EMOJI.sub("", text)
+    text = _EMOJI_RUN.sub("", text)
     lines = [_collapse_spaces(line).strip() for line in text.split("\n")]
     return "\n".join(lines)
 

@@ -104,7 +104,7 @@ def chunk_documents(
     An edited document's old chunks are replaced in the same transaction; chunks whose text
     did not change keep their embedding, so only new text is embedded again.
     """
-    counts = StepCounts()
+    counts = StepCounts(details={"chunks_written": 0, "chunks_removed": 0, "embeddings_reused": 0})
     signature = policy.signature
     with conn.transaction():
         pending = conn.execute(
