@@ -7,7 +7,6 @@ import os
 import dagster as dg
 
 from assets.features import chunks, cleaned_documents, embeddings
-from assets.partitions import twin_partitions
 from assets.raw import raw_documents
 from resources import EmbeddingModelResource, PostgresResource
 from twin.settings import Settings
@@ -15,7 +14,6 @@ from twin.settings import Settings
 build_features_job = dg.define_asset_job(
     "build_features_job",
     selection=dg.AssetSelection.assets(raw_documents, cleaned_documents, chunks, embeddings),
-    partitions_def=twin_partitions,
     description="Raw documents -> cleaned documents -> chunks -> embeddings for one twin.",
 )
 

@@ -180,7 +180,7 @@ def embed_chunks(
     rows = conn.execute(
         """SELECT chunk_id, text, embedding_model IS NOT NULL FROM chunks
            WHERE twin = %s AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %s)
-           ORDER BY chunk_id""",
+           ORDER BY length(text), chunk_id""",  # similar lengths per batch: little padding
         (twin, embedder.model_id),
     ).fetchall()
     total = _count(conn, "SELECT count(*) FROM chunks WHERE twin = %s", twin)

@@ -1,0 +1,48 @@
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.definitions import build_features_job, defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_load_with_the_asset_graph_checks_and_job() -> None:
+    definitions = defs()
+    keys = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
+    assert keys == {"raw/documents", "features/cleaned_documents", "features/chunks", "features/embeddings"}
+    graph = definitions.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["features", "chunks"])).parent_keys == {dg.AssetKey(["features", "cleaned_documents"])}
+    assert graph.get(dg.AssetKey(["features", "embeddings"])).parent_keys == {dg.AssetKey(["features", "chunks"])}
+    for key in keys:
+        partitions = graph.get(dg.AssetKey.from_user_string(key)).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "twins"
+    checks = {check.name for check in graph.asset_check_keys}
+    assert checks == {"no_empty_chunks", "unique_chunk_ids", "documents_have_chunks",
+                      "chunks_fit_model_window", "embedding_dimension_matches"}
+    assert definitions.resolve_job_def(build_features_job.name).partitions_def.name == "twins"
+
+
+def test_the_workspace_file_validates_with_the_dagster_cli(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+def test_the_domain_package_never_imports_dagster() -> None:
+    offenders = []
+    for path in (REPO / "twin").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] in {"dagster", "assets", "orchestration", "resources"}]
+    assert offenders == []
