@@ -179,6 +179,7 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.runs import prepare_dagster_home
 
     prepare_dagster_home(settings)
+    os.environ["TWIN_HOME"] = str(settings.home)  # run workers must share this state folder
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", args.port])

@@ -84,7 +84,10 @@ class Pipeline:
     twin_home: Path
     instance: dg.DagsterInstance
 
-    def run(self, twin: str, model: str = DEFAULT_EMBEDDING_MODEL, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def run(
+        self, twin: str, model: str = DEFAULT_EMBEDDING_MODEL, raise_on_error: bool = True,
+        import_paths: list[str] | None = None,
+    ) -> dg.ExecuteInProcessResult:
         if twin not in self.instance.get_dynamic_partitions(twin_partitions.name):
             self.instance.add_dynamic_partitions(twin_partitions.name, [twin])
         return dg.materialize(
@@ -92,6 +95,7 @@ class Pipeline:
             partition_key=twin,
             instance=self.instance,
             raise_on_error=raise_on_error,
+            run_config={"ops": {"raw__documents": {"config": {"paths": import_paths or []}}}},
             resources={
                 "postgres": PostgresResource(twin_home=str(self.twin_home), database_url=self.database_url),
                 "embedding_model": EmbeddingModelResource(model=model),

@@ -112,6 +112,17 @@ def test_backfilling_one_new_twin_leaves_the_others_untouched(pipeline: Pipeline
         assert pipeline.instance.get_dynamic_partitions("twins") == ["ada-byte", "bea-coral"]
 
 
+def test_the_raw_asset_imports_configured_paths_for_its_own_twin_only(pipeline: Pipeline, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "both.jsonl", [article("https://example.com/a", "Kelp"),
+                                                   article("https://example.com/b", "Reefs", author="Bea Coral")])
+    result = pipeline.run("bea-coral", import_paths=[str(source)])
+    raw = asset_metadata(result, "raw/documents")
+    assert (raw["import_accepted"], raw["documents"], raw["articles"]) == (1, 1, 1)
+    assert "Reefs" in raw["preview"]
+    with connect(pipeline.database_url) as conn:
+        assert conn.execute("SELECT DISTINCT twin FROM chunks").fetchall() == [("bea-coral",)]
+
+
 def test_changing_the_embedding_model_re_embeds_every_chunk(pipeline: Pipeline, tmp_path: Path) -> None:
     other_model = tmp_path / "minilm-copy"  # a second model id with the same dimension
     shutil.copytree(resolve_model_location(DEFAULT_EMBEDDING_MODEL), other_model)

@@ -45,6 +45,7 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
     """Bring cleaned_documents in line with raw_documents for `twin`."""
     counts = StepCounts()
     with conn.transaction():
+        _lock_twin_step(conn, "clean", twin)
         deleted = conn.execute(
             """DELETE FROM cleaned_documents c WHERE c.twin = %s
                AND NOT EXISTS (SELECT 1 FROM raw_documents r WHERE r.id = c.document_id)
@@ -107,6 +108,7 @@ def chunk_documents(
     counts = StepCounts(details={"chunks_written": 0, "chunks_removed": 0, "embeddings_reused": 0})
     signature = policy.signature
     with conn.transaction():
+        _lock_twin_step(conn, "chunk", twin)
         pending = conn.execute(
             """SELECT c.document_id, c.category, c.url, c.title, c.author, c.published_at,
                       c.content, c.content_hash,
@@ -285,6 +287,11 @@ def check_embeddings_match(
     return passed, {"model_dimension": embedder.dimension, "column_dimension": column,
                     "wrong_dimension": wrong_dims, "not_embedded": missing,
                     "other_model": other_model}
+
+
+def _lock_twin_step(conn: psycopg.Connection, step: str, twin: str) -> None:
+    """Serialize concurrent runs of one step for one twin (UI and CLI at once, say)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{step}:{twin}",))
 
 
 def _count(conn: psycopg.Connection, sql: str, twin: str) -> int:
