@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
 from tqdm import tqdm
 
 from twin.database import connect, database_url, embedded_postgres_dir, set_embedding_column_dimension
@@ -102,16 +103,9 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.runs import materialize_twins
 
     with connect(database_url(settings)) as conn:
-        known = list_twins(conn)
-    if not known:
+        twins = [_known_twin(conn, args.twin)] if args.twin else [slug for slug, _ in list_twins(conn)]
+    if not twins:
         raise TwinError("There are no twins yet.", "import some writing first: twin import PATH")
-    twins = [slug for slug, _ in known]
-    if args.twin:
-        wanted = twin_slug(args.twin)
-        if wanted not in twins:
-            raise TwinError(f"Unknown twin {args.twin!r}; known twins: {', '.join(twins)}.",
-                            "import their writing first (twin import PATH) or pick a known twin.")
-        twins = [wanted]
     outcomes = materialize_twins(settings, twins)
     for outcome in outcomes:
         print(outcome.summary_line())
@@ -122,10 +116,9 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    twin = twin_slug(args.twin) if args.twin else None
-    embedder = load_embedder(settings.embedding_model)
     with connect(database_url(settings)) as conn:
-        hits = search_chunks(conn, embedder, args.query, twin=twin, k=args.k)
+        twin = _known_twin(conn, args.twin) if args.twin else None
+        hits = search_chunks(conn, load_embedder(settings.embedding_model), args.query, twin=twin, k=args.k)
     if args.json:
         print(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
         return 0
@@ -183,6 +176,18 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", args.port])
+
+
+def _known_twin(conn: psycopg.Connection, name: str) -> str:
+    """The slug of a twin given by name or slug; a clear error when there is no such twin."""
+    twins = [slug for slug, _ in list_twins(conn)]
+    if not twins:
+        raise TwinError("There are no twins yet.", "import some writing first: twin import PATH")
+    slug = twin_slug(name)
+    if slug not in twins:
+        raise TwinError(f"Unknown twin {name!r}; known twins: {', '.join(twins)}.",
+                        "import their writing first (twin import PATH) or pick a known twin.")
+    return slug
 
 
 def _print_import(summary: ImportSummary) -> None:

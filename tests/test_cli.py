@@ -67,6 +67,8 @@ def test_unknown_twin_names_the_known_ones(database_url, tmp_path, capsys, monke
     main(["import", str(tmp_path / "a.jsonl")])
     assert main(["materialize", "--twin", "Nobody"]) == 2
     assert "Unknown twin 'Nobody'; known twins: ada-byte." in capsys.readouterr().err
+    assert main(["search", "hello", "--twin", "Nobody"]) == 2
+    assert "Unknown twin 'Nobody'" in capsys.readouterr().err
 
 
 def test_unreachable_database_is_a_clear_error(capsys, monkeypatch) -> None:
