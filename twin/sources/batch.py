@@ -1,0 +1,36 @@
+"""What every source delivers: documents and per-item rejections, stored by one function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from twin.documents import RawDocument
+from twin.raw_store import ImportSummary, Rejection, store_documents
+
+
+@dataclass
+class SourceBatch:
+    """One source's delivery for one twin.
+
+    `source` is a stable id of where it came from (a URL, an absolute path, `s3://bucket/key`,
+    `mongodb://host/db`); re-reading the same source gives the same id. Each rejection names the
+    item (`line` = its url, zip entry, file path or CSV row) and the reason; `line_number` is the
+    item's 1-based ordinal within the source.
+    """
+
+    source: str
+    documents: list[RawDocument] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def reject(self, item: str, reason: str) -> None:
+        self.rejections.append(Rejection(len(self.rejections) + len(self.documents) + 1, reason, item))
+
+
+def store_batch(
+    conn: psycopg.Connection, batch: SourceBatch, *, prune: bool = False, only_twin: str | None = None
+) -> ImportSummary:
+    """Write a batch like any import: upsert by (twin, url), record rejections, optional prune."""
+    return store_documents(conn, batch.source, batch.documents, batch.rejections, prune=prune,
+                           only_twin=only_twin)
