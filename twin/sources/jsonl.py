@@ -12,7 +12,8 @@ import psycopg
 
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
-from twin.raw_store import ImportSummary, Rejection, store_documents
+from twin.raw_store import ImportSummary, Rejection
+from twin.sources.batch import SourceBatch, store_batch
 
 REQUIRED_TEXT_FIELDS = ("author", "platform", "url", "content")
 _KEPT_LINE_CHARS = 20_000  # rejected lines are kept for inspection, truncated past this
@@ -131,27 +132,38 @@ def import_jsonl(
     summaries = []
     first_seen: dict[tuple[str, str], str] = {}
     for file in jsonl_files(path):
-        documents: list[RawDocument] = []
-        rejections: list[Rejection] = []
-        for parsed in parse_jsonl_file(file, max_document_bytes):
-            if parsed.rejection is not None:
-                rejections.append(parsed.rejection)
-                continue
-            doc = parsed.document
-            assert doc is not None
-            if only_twin is not None and doc.twin != only_twin:
-                continue
-            here = f"{file.name} line {parsed.line_number}"
-            earlier = first_seen.setdefault((doc.twin, doc.url), here)
-            if earlier != here:
-                reason = f"duplicate url {doc.url} (first at {earlier})"
-                rejections.append(_rejection(parsed.line_number, reason, parsed.text))
-                continue
-            documents.append(doc)
-        summaries.append(
-            store_documents(conn, str(file.resolve()), documents, rejections, prune=prune,
-                            only_twin=only_twin)
-        )
+        batch = read_jsonl_batch(file, str(file.resolve()), max_document_bytes=max_document_bytes,
+                                 only_twin=only_twin, first_seen=first_seen)
+        summaries.append(store_batch(conn, batch, prune=prune, only_twin=only_twin))
         if progress is not None:
             progress(file)
     return summaries
+
+
+def read_jsonl_batch(
+    file: Path,
+    source: str,
+    *,
+    max_document_bytes: int,
+    only_twin: str | None = None,
+    first_seen: dict[tuple[str, str], str] | None = None,
+) -> SourceBatch:
+    """One JSONL file as a SourceBatch named `source`; `first_seen` spans several files."""
+    first_seen = {} if first_seen is None else first_seen
+    batch = SourceBatch(source=source)
+    for parsed in parse_jsonl_file(file, max_document_bytes):
+        if parsed.rejection is not None:
+            batch.rejections.append(parsed.rejection)
+            continue
+        doc = parsed.document
+        assert doc is not None
+        if only_twin is not None and doc.twin != only_twin:
+            continue
+        here = f"{file.name} line {parsed.line_number}"
+        earlier = first_seen.setdefault((doc.twin, doc.url), here)
+        if earlier != here:
+            reason = f"duplicate url {doc.url} (first at {earlier})"
+            batch.rejections.append(_rejection(parsed.line_number, reason, parsed.text))
+            continue
+        batch.documents.append(doc)
+    return batch
