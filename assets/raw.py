@@ -1,22 +1,30 @@
 """raw/documents: the author's writing as sources delivered it, one partition per twin."""
 
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from assets.metadata import preview
 from assets.partitions import twin_partitions
-from resources import PostgresResource
+from resources import PostgresResource, ProfilesResource
+from twin.features import cleaning_pending
+from twin.raw_store import ImportSummary
 from twin.settings import Settings
+from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl
+from twin.sources.registry import read_source
 
 
 class RawDocumentsConfig(dg.Config):
-    """JSONL files or folders to import for this twin before the snapshot is taken."""
+    """Extra JSONL paths to import, and whether to stop here when nothing changed."""
 
     paths: list[str] = []
     prune: bool = False
+    skip_downstream_if_unchanged: bool = False
 
 
 @dg.asset(
@@ -24,26 +32,43 @@ class RawDocumentsConfig(dg.Config):
     partitions_def=twin_partitions,
     group_name="raw",
     kinds={"postgres"},
-    description="Raw documents of one twin (table raw_documents); `twin import` writes here too.",
+    output_required=False,
+    description=(
+        "Raw documents of one twin (table raw_documents): imports the twin's sources from "
+        "twins.yaml and any `paths`, then records a snapshot. `twin import` writes here too."
+    ),
 )
 def raw_documents(
-    context: dg.AssetExecutionContext, config: RawDocumentsConfig, postgres: PostgresResource
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: RawDocumentsConfig,
+    postgres: PostgresResource,
+    profiles: ProfilesResource,
+    s3: S3Resource,
+) -> Iterator[dg.MaterializeResult]:
     twin = context.partition_key
+    settings = Settings.from_env()
     started = time.perf_counter()
-    metadata: dict[str, object] = {"twin": twin}
+    profile = profiles.get(twin)
+    summaries: list[ImportSummary] = []
     with postgres.connection() as conn:
+        for spec in profile.sources if profile else ():
+            with tempfile.TemporaryDirectory(prefix="twin-source-") as workdir:
+                s3_client = s3.get_client() if spec.kind == "s3" else None
+                for batch in read_source(conn, spec, profile, workdir=Path(workdir), s3_client=s3_client,
+                                         max_document_bytes=settings.max_document_bytes):
+                    summaries.append(store_batch(conn, batch, only_twin=twin))
         for path in config.paths:
-            for summary in import_jsonl(conn, Path(path), only_twin=twin, prune=config.prune,
-                                        max_document_bytes=Settings.from_env().max_document_bytes):
-                context.log.info(
-                    f"{summary.source}: {summary.accepted} new, {summary.updated} updated, "
-                    f"{summary.unchanged} unchanged, {summary.deleted} deleted, "
-                    f"{len(summary.rejected)} rejected"
-                )
-                for key in ("accepted", "updated", "unchanged", "deleted"):
-                    metadata[f"import_{key}"] = int(metadata.get(f"import_{key}", 0)) + getattr(summary, key)
-                metadata["import_rejected"] = int(metadata.get("import_rejected", 0)) + len(summary.rejected)
+            summaries += import_jsonl(conn, Path(path), only_twin=twin, prune=config.prune,
+                                      max_document_bytes=settings.max_document_bytes)
+        for summary in summaries:
+            context.log.info(
+                f"{summary.source}: {summary.accepted} new, {summary.updated} updated, "
+                f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected"
+            )
+        changed = any(summary.changed_twins for summary in summaries)
+        if config.skip_downstream_if_unchanged and not changed and cleaning_pending(conn, twin) == 0:
+            context.log.info(f"Nothing new for {twin}: downstream assets are not run.")
+            return
         total, articles, posts, files, fingerprint = conn.execute(
             """SELECT count(*), count(*) FILTER (WHERE category = 'article'),
                       count(*) FILTER (WHERE category = 'post'),
@@ -52,14 +77,39 @@ def raw_documents(
                FROM raw_documents WHERE twin = %s""",
             (twin,),
         ).fetchone()
-        metadata["preview"] = preview(
+        sample = preview(
             conn,
             """SELECT category, title, published_at, url FROM raw_documents WHERE twin = %s
                ORDER BY published_at DESC NULLS LAST, url""",
             (twin,),
         )
     if total == 0:
-        context.log.warning(f"Twin {twin} has no raw documents; import some with `twin import PATH`.")
-    metadata.update({"documents": total, "articles": articles, "posts": posts,
-                     "repository_files": files, "seconds": round(time.perf_counter() - started, 3)})
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))
+        context.log.warning(f"Twin {twin} has no raw documents; add sources to twins.yaml or run `twin import`.")
+    yield dg.MaterializeResult(
+        metadata={
+            "twin": twin, "documents": total, "articles": articles, "posts": posts,
+            "repository_files": files, "seconds": round(time.perf_counter() - started, 3),
+            **_import_totals(summaries), "sources": _sources_table(summaries), "preview": sample,
+        },
+        data_version=dg.DataVersion(fingerprint),
+    )
+
+
+def _import_totals(summaries: list[ImportSummary]) -> dict[str, int]:
+    return {
+        "import_accepted": sum(s.accepted for s in summaries),
+        "import_updated": sum(s.updated for s in summaries),
+        "import_unchanged": sum(s.unchanged for s in summaries),
+        "import_deleted": sum(s.deleted for s in summaries),
+        "import_rejected": sum(len(s.rejected) for s in summaries),
+    }
+
+
+def _sources_table(summaries: list[ImportSummary]) -> dg.MetadataValue:
+    lines = ["| source | new | updated | unchanged | deleted | rejected | first rejection |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        first = s.rejected[0].reason.replace("|", "\\|")[:80] if s.rejected else ""
+        lines.append(f"| {s.source} | {s.accepted} | {s.updated} | {s.unchanged} | {s.deleted} "
+                     f"| {len(s.rejected)} | {first} |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from assets.features import chunks, cleaned_documents, embeddings
 from assets.raw import raw_documents
-from resources import EmbeddingModelResource, PostgresResource
+from orchestration.automation import DEFAULT_RECRAWL_CRON, build_recrawl_schedule, source_change_sensor
+from orchestration.jobs import build_features_job
+from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
+from twin.profiles import profiles_path
 from twin.settings import Settings
-
-build_features_job = dg.define_asset_job(
-    "build_features_job",
-    selection=dg.AssetSelection.assets(raw_documents, cleaned_documents, chunks, embeddings),
-    description="Raw documents -> cleaned documents -> chunks -> embeddings for one twin.",
-)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -24,9 +22,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_documents, cleaned_documents, chunks, embeddings],
         jobs=[build_features_job],
+        sensors=[source_change_sensor],
+        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),
             "embedding_model": EmbeddingModelResource(model=settings.embedding_model),
+            "profiles": ProfilesResource(path=str(profiles_path())),
+            "s3": S3Resource(endpoint_url=os.environ.get("TWIN_S3_ENDPOINT_URL") or None),
         },
     )
 

@@ -2,5 +2,6 @@
 
 from resources.embedding import EmbeddingModelResource
 from resources.postgres import PostgresResource
+from resources.profiles import ProfilesResource
 
-__all__ = ["EmbeddingModelResource", "PostgresResource"]
+__all__ = ["EmbeddingModelResource", "PostgresResource", "ProfilesResource"]

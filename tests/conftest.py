@@ -22,7 +22,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.partitions import twin_partitions  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
-from resources import EmbeddingModelResource, PostgresResource  # noqa: E402
+from dagster_aws.s3 import S3Resource  # noqa: E402
+
+from resources import EmbeddingModelResource, PostgresResource, ProfilesResource  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import Embedder, load_embedder  # noqa: E402
 from twin.settings import DEFAULT_EMBEDDING_MODEL  # noqa: E402
@@ -83,10 +85,11 @@ class Pipeline:
     database_url: str
     twin_home: Path
     instance: dg.DagsterInstance
+    profiles_path: Path | None = None
 
     def run(
         self, twin: str, model: str = DEFAULT_EMBEDDING_MODEL, raise_on_error: bool = True,
-        import_paths: list[str] | None = None,
+        import_paths: list[str] | None = None, skip_downstream_if_unchanged: bool = False,
     ) -> dg.ExecuteInProcessResult:
         if twin not in self.instance.get_dynamic_partitions(twin_partitions.name):
             self.instance.add_dynamic_partitions(twin_partitions.name, [twin])
@@ -95,10 +98,13 @@ class Pipeline:
             partition_key=twin,
             instance=self.instance,
             raise_on_error=raise_on_error,
-            run_config={"ops": {"raw__documents": {"config": {"paths": import_paths or []}}}},
+            run_config={"ops": {"raw__documents": {"config": {
+                "paths": import_paths or [], "skip_downstream_if_unchanged": skip_downstream_if_unchanged}}}},
             resources={
                 "postgres": PostgresResource(twin_home=str(self.twin_home), database_url=self.database_url),
                 "embedding_model": EmbeddingModelResource(model=model),
+                "profiles": ProfilesResource(path=str(self.profiles_path or self.twin_home / "no-profiles.yaml")),
+                "s3": S3Resource(),
             },
         )
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.definitions import build_features_job, defs
+from orchestration.definitions import defs
+from orchestration.jobs import build_features_job
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -97,6 +97,19 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
     return counts
 
 
+def cleaning_pending(conn: psycopg.Connection, twin: str) -> int:
+    """Raw documents of `twin` not yet cleaned as they are now, plus cleaned rows to delete."""
+    return _count(
+        conn,
+        """SELECT (SELECT count(*) FROM raw_documents r
+                   LEFT JOIN cleaned_documents c ON c.document_id = r.id
+                   WHERE r.twin = %(twin)s AND (c.document_id IS NULL OR c.raw_hash <> r.content_hash))
+                + (SELECT count(*) FROM cleaned_documents c WHERE c.twin = %(twin)s
+                   AND NOT EXISTS (SELECT 1 FROM raw_documents r WHERE r.id = c.document_id))""",
+        {"twin": twin},
+    )
+
+
 def chunk_documents(
     conn: psycopg.Connection, twin: str, embedder: Embedder, policy: ChunkingPolicy
 ) -> StepCounts:
@@ -294,8 +307,9 @@ def _lock_twin_step(conn: psycopg.Connection, step: str, twin: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{step}:{twin}",))
 
 
-def _count(conn: psycopg.Connection, sql: str, twin: str) -> int:
-    return int(conn.execute(sql, (twin,)).fetchone()[0])
+def _count(conn: psycopg.Connection, sql: str, params: object) -> int:
+    args = params if isinstance(params, dict) else (params,)
+    return int(conn.execute(sql, args).fetchone()[0])
 
 
 def _title_from(text: str, url: str) -> str:

@@ -1,0 +1,90 @@
+"""Change detection: a sensor that runs only the twins whose sources changed, and a re-crawl schedule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from assets.partitions import twin_partitions
+from orchestration.jobs import build_features_job
+from resources import ProfilesResource
+from twin.profiles import TwinProfile
+from twin.sources.registry import FINGERPRINTED_KINDS, fingerprint_source
+
+DEFAULT_RECRAWL_CRON = "0 3 * * 1"  # Mondays 03:00
+
+
+def source_fingerprints(profile: TwinProfile, s3: S3Resource) -> str | None:
+    """One digest over the twin's fingerprintable sources; None when it has none."""
+    prints = []
+    for spec in profile.sources:
+        if spec.kind in FINGERPRINTED_KINDS:
+            client = s3.get_client() if spec.kind == "s3" else None
+            prints.append(f"{spec.key}={fingerprint_source(spec, s3_client=client)}")
+    if not prints:
+        return None
+    return hashlib.sha256("\n".join(sorted(prints)).encode()).hexdigest()[:16]
+
+
+@dg.sensor(
+    job=build_features_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition per twin in twins.yaml and runs the twins whose sources changed.",
+)
+def source_change_sensor(
+    context: dg.SensorEvaluationContext, profiles: ProfilesResource, s3: S3Resource
+) -> dg.SensorResult:
+    previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    current = dict(previous)
+    run_requests = []
+    known = set(context.instance.get_dynamic_partitions(twin_partitions.name))
+    twins = profiles.profiles()
+    for profile in twins:
+        try:
+            digest = source_fingerprints(profile, s3)
+        except Exception as exc:  # an unreachable source must not stop the other twins
+            context.log.warning(f"{profile.slug}: cannot fingerprint its sources ({exc}); will retry")
+            continue
+        if digest is None or previous.get(profile.slug) == digest:
+            continue
+        current[profile.slug] = digest
+        run_requests.append(dg.RunRequest(partition_key=profile.slug, run_key=f"{profile.slug}:{digest}",
+                                          tags={"twin/trigger": "source_change"}))
+    new_twins = sorted({profile.slug for profile in twins} - known)
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[twin_partitions.build_add_request(new_twins)] if new_twins else [],
+        cursor=json.dumps(current, sort_keys=True),
+    )
+
+
+def build_recrawl_schedule(cron: str = DEFAULT_RECRAWL_CRON) -> dg.ScheduleDefinition:
+    """The periodic re-read of every twin's sources; `cron` comes from TWIN_RECRAWL_CRON."""
+
+    @dg.schedule(
+        name="source_recrawl_schedule",
+        job=build_features_job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Re-reads every twin's sources (crawls included); a twin with nothing new "
+                    "stops at raw/documents and runs nothing downstream.",
+    )
+    def source_recrawl_schedule(
+        context: dg.ScheduleEvaluationContext, profiles: ProfilesResource
+    ) -> list[dg.RunRequest]:
+        tick = context.scheduled_execution_time.isoformat()
+        return [
+            dg.RunRequest(
+                partition_key=profile.slug,
+                run_key=f"{profile.slug}:{tick}",
+                run_config={"ops": {"raw__documents": {"config": {"skip_downstream_if_unchanged": True}}}},
+                tags={"twin/trigger": "recrawl"},
+            )
+            for profile in profiles.profiles() if profile.sources
+        ]
+
+    return source_recrawl_schedule

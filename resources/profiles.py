@@ -1,0 +1,21 @@
+"""The twin profiles file (twins.yaml): who the twins are and where their writing comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from twin.profiles import TwinProfile, load_profiles
+
+
+class ProfilesResource(dg.ConfigurableResource):
+    """Reads the YAML file at `path` on each use, so edits apply without a restart."""
+
+    path: str
+
+    def profiles(self) -> list[TwinProfile]:
+        return load_profiles(Path(self.path))
+
+    def get(self, slug: str) -> TwinProfile | None:
+        return next((profile for profile in self.profiles() if profile.slug == slug), None)

@@ -1,0 +1,104 @@
+"""Reading a profile's sources and fingerprinting them: one entry point per source kind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from twin.errors import TwinError
+from twin.profiles import SourceSpec, TwinProfile
+from twin.sources.batch import SourceBatch
+
+# kinds whose change a sensor can see cheaply; crawled pages are only re-read by the schedule
+FINGERPRINTED_KINDS = ("jsonl", "git", "export", "s3", "mongodb")
+
+
+def read_source(
+    conn: psycopg.Connection,
+    spec: SourceSpec,
+    profile: TwinProfile,
+    *,
+    workdir: Path,
+    max_document_bytes: int,
+    s3_client: Any = None,
+) -> list[SourceBatch]:
+    """Everything `spec` holds for `profile`'s twin, as batches ready for store_batch."""
+    if spec.kind == "jsonl":
+        from twin.sources.jsonl import jsonl_files, read_jsonl_batch
+
+        return [read_jsonl_batch(file, str(file), max_document_bytes=max_document_bytes,
+                                 only_twin=profile.slug) for file in jsonl_files(Path(spec.location))]
+    if spec.kind == "crawl":
+        from twin.sources.web import crawl
+
+        return [crawl(conn, spec.location, profile.name)]
+    if spec.kind == "git":
+        from twin.sources.git_repository import read_git_repository
+
+        return [read_git_repository(spec.location, profile.name, workdir=workdir)]
+    if spec.kind == "export":
+        from twin.sources.exports import read_export
+
+        return [read_export(Path(spec.location), profile.name, base_url=spec.options.get("base_url"))]
+    if spec.kind == "s3":
+        from twin.sources.s3 import read_s3_prefix
+
+        return read_s3_prefix(_require_s3(s3_client, spec), spec.location, author=profile.name,
+                              max_document_bytes=max_document_bytes, workdir=workdir)
+    if spec.kind == "mongodb":
+        from twin.sources.mongodb import read_mongodb
+
+        with _mongo_client(spec) as client:
+            return read_mongodb(conn, client[spec.location], only_author=profile.name)
+    raise TwinError(f"Unknown source kind {spec.kind!r}.", "use jsonl, crawl, git, export, s3 or mongodb.")
+
+
+def fingerprint_source(spec: SourceSpec, *, s3_client: Any = None) -> str | None:
+    """A cheap value that changes when the source's content may have; None when it cannot tell."""
+    if spec.kind == "jsonl":
+        from twin.sources.jsonl import jsonl_files
+
+        digest = hashlib.sha256()
+        for file in jsonl_files(Path(spec.location)):
+            stat = file.stat()
+            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+    if spec.kind == "git":
+        from twin.sources.git_repository import git_fingerprint
+
+        return git_fingerprint(spec.location)
+    if spec.kind == "export":
+        from twin.sources.exports import export_fingerprint
+
+        return export_fingerprint(Path(spec.location))
+    if spec.kind == "s3":
+        from twin.sources.s3 import s3_fingerprint
+
+        return s3_fingerprint(_require_s3(s3_client, spec), spec.location)
+    if spec.kind == "mongodb":
+        from twin.sources.mongodb import mongodb_fingerprint
+
+        with _mongo_client(spec) as client:
+            return mongodb_fingerprint(client[spec.location])
+    return None
+
+
+def _require_s3(client: Any, spec: SourceSpec) -> Any:
+    if client is None:
+        raise TwinError(f"Source {spec.location} needs an S3 client.", "configure the `s3` resource.")
+    return client
+
+
+def _mongo_client(spec: SourceSpec) -> Any:
+    import pymongo
+
+    variable = spec.options.get("uri_env", "MONGODB_URI")
+    uri = os.environ.get(variable)
+    if not uri:
+        raise TwinError(f"MongoDB source {spec.location!r} needs ${variable}.",
+                        f"export {variable}=mongodb://host:27017 (or set uri_env in the profile).")
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)

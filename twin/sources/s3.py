@@ -1,0 +1,147 @@
+"""S3 source: every `*.jsonl` file and export `*.zip` under an `s3://bucket/prefix`.
+
+Takes a boto3 S3 client (Dagster's `S3Resource.get_client()` gives one); stateless: unchanged
+documents are counted by `store_documents`, and `s3_fingerprint` tells a sensor when to look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from twin.errors import TwinError
+from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
+from twin.sources.batch import SourceBatch
+from twin.sources.jsonl import read_jsonl_batch
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/prefix` as (bucket, prefix); TwinError names a URI that is not one."""
+    parts = urlsplit(uri.strip())
+    if parts.scheme != "s3" or not _BUCKET.match(parts.netloc) or parts.query or parts.fragment:
+        raise TwinError(f"{uri!r} is not an S3 URI.", "write it as s3://bucket/prefix (prefix optional).")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def read_s3_prefix(
+    client: Any,
+    uri: str,
+    *,
+    author: str | None = None,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    workdir: Path,
+) -> list[SourceBatch]:
+    """One batch per object under the prefix, named `s3://bucket/key`; `author` owns export zips.
+
+    A url repeated across JSONL objects keeps its first line. Objects are downloaded into
+    `workdir` one at a time and removed once read.
+    """
+    bucket, prefix = parse_s3_uri(uri)
+    first_seen: dict[tuple[str, str], str] = {}
+    batches = []
+    for index, key in enumerate(_keys(client, bucket, prefix)):
+        local = workdir / f"{index:06d}" / _file_name(key)
+        try:
+            batches.append(_read_object(client, bucket, key, local, author, max_document_bytes, first_seen))
+        finally:
+            shutil.rmtree(local.parent, ignore_errors=True)
+    return batches
+
+
+def _read_object(
+    client: Any, bucket: str, key: str, local: Path, author: str | None, max_document_bytes: int,
+    first_seen: dict[tuple[str, str], str],
+) -> SourceBatch:
+    """One object as a batch: its documents, or a rejection saying why it gave none."""
+    object_uri = f"s3://{bucket}/{key}"
+    suffix = PurePosixPath(key).suffix.lower()
+    if suffix not in (".jsonl", ".zip"):
+        found = suffix or "(no extension)"
+        return _rejected(object_uri, f"unsupported object type {found}; expected .jsonl or an export .zip")
+    if suffix == ".zip" and author is None:
+        return _rejected(object_uri, "export archives need a twin name (give the author)")
+    try:
+        _download(client, bucket, key, local)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        return _rejected(object_uri, f"download failed: {exc}")
+    if suffix == ".zip":
+        assert author is not None
+        return _read_archive(local, object_uri, author, max_document_bytes)
+    return read_jsonl_batch(local, object_uri, max_document_bytes=max_document_bytes, first_seen=first_seen)
+
+
+def s3_fingerprint(client: Any, uri: str) -> str:
+    """A hash of the (key, ETag, size) listing under the prefix; changes when any object does."""
+    bucket, prefix = parse_s3_uri(uri)
+    digest = hashlib.sha256()
+    for page in _pages(client, bucket, prefix):
+        for item in page.get("Contents", []):
+            digest.update(f"{item['Key']}\x1f{item.get('ETag', '')}\x1f{item.get('Size', 0)}\x1e".encode())
+    return digest.hexdigest()
+
+
+def _pages(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """The listing pages; a listing that fails (no bucket, no access) is a TwinError."""
+    try:
+        yield from client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    except (BotoCoreError, ClientError) as exc:
+        raise TwinError(f"Cannot list s3://{bucket}/{prefix}: {exc}",
+                        "check the bucket name, the credentials and the endpoint URL.") from None
+
+
+def _keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """Object keys in listing order, without folder markers (`dir/`)."""
+    for page in _pages(client, bucket, prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):
+                yield item["Key"]
+
+
+def _download(client: Any, bucket: str, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        with path.open("wb") as handle:
+            shutil.copyfileobj(body, handle, length=1 << 20)
+    finally:
+        body.close()
+
+
+def _read_archive(path: Path, object_uri: str, author: str, max_document_bytes: int) -> SourceBatch:
+    """A LinkedIn/Medium/Substack export as a batch named after the object; oversized documents rejected."""
+    from twin.sources.exports import read_export  # written alongside; imported only when a zip is met
+
+    try:
+        export = read_export(path, author)
+    except Exception as exc:  # an unreadable archive is one rejection, never the end of the listing
+        return _rejected(object_uri, f"could not read export archive: {type(exc).__name__}: {exc}")
+    batch = SourceBatch(source=object_uri, rejections=list(export.rejections))
+    for doc in export.documents:
+        size = len(doc.content.encode("utf-8"))
+        if size > max_document_bytes:
+            batch.reject(doc.url, f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB "
+                                  "limit; split the document or raise TWIN_MAX_DOCUMENT_BYTES")
+        else:
+            batch.documents.append(doc)
+    return batch
+
+
+def _rejected(object_uri: str, reason: str) -> SourceBatch:
+    batch = SourceBatch(source=object_uri)
+    batch.reject(object_uri, reason)
+    return batch
+
+
+def _file_name(key: str) -> str:
+    """The key's last part as a safe local file name (keys may hold `..` or odd characters)."""
+    name = re.sub(r"[^\w.\-]+", "_", PurePosixPath(key).name)
+    return name if name.strip(".") else "object"
