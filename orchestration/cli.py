@@ -18,6 +18,7 @@ from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.raw_store import ImportSummary, list_twins
 from twin.search import SearchHit, search_chunks
+from twin.sources.batch import store_batch
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl, jsonl_files
 
@@ -51,6 +52,21 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--prune", action="store_true",
                          help="delete documents previously imported from this file that are gone from it")
     command.set_defaults(run=cmd_import)
+
+    command = commands.add_parser("crawl", help="crawl an article, profile/archive page or feed")
+    command.add_argument("url")
+    command.add_argument("--twin", required=True, help="the author (name) the pages belong to")
+    command.set_defaults(run=cmd_crawl)
+
+    command = commands.add_parser("import-export", help="import a LinkedIn, Medium or Substack export zip")
+    command.add_argument("path", type=Path)
+    command.add_argument("--twin", required=True, help="the author (name) of the export")
+    command.add_argument("--base-url", help="publication URL for Substack post links")
+    command.set_defaults(run=cmd_import_export)
+
+    command = commands.add_parser("add-twin", help="add a twin (and its partition) before any import")
+    command.add_argument("name")
+    command.set_defaults(run=cmd_add_twin)
 
     command = commands.add_parser("materialize", help="build cleaned documents, chunks and embeddings")
     command.add_argument("--twin", help="one twin (name or slug); all twins when omitted")
@@ -88,6 +104,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         summaries = import_jsonl(conn, args.path, prune=args.prune,
                                  max_document_bytes=settings.max_document_bytes,
                                  progress=lambda _file: bar.update())
+    return _report_import(settings, summaries)
+
+
+def _report_import(settings: Settings, summaries: list[ImportSummary]) -> int:
+    """Print each import's outcome, add partitions for its twins; 1 when anything was rejected."""
     for summary in summaries:
         _print_import(summary)
     twins = sorted(set().union(*(s.twins for s in summaries)))
@@ -97,6 +118,35 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         register_twins(settings, twins)
         print(f"twins: {', '.join(twins)} (next: twin materialize)")
     return 1 if any(summary.rejected for summary in summaries) else 0
+
+
+def cmd_crawl(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.sources.web import crawl
+
+    with connect(database_url(settings)) as conn:
+        summary = store_batch(conn, crawl(conn, args.url, args.twin))
+    return _report_import(settings, [summary])
+
+
+def cmd_import_export(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.sources.exports import read_export
+
+    batch = read_export(args.path, args.twin, base_url=args.base_url)
+    with connect(database_url(settings)) as conn:
+        summary = store_batch(conn, batch)
+    return _report_import(settings, [summary])
+
+
+def cmd_add_twin(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.runs import register_twins
+
+    slug = twin_slug(args.name)
+    with connect(database_url(settings)) as conn:
+        conn.execute("INSERT INTO twins (slug, name) VALUES (%s, %s) ON CONFLICT (slug) DO NOTHING",
+                     (slug, args.name.strip()))
+    register_twins(settings, [slug])
+    print(f"twin {slug} ready (partition added)")
+    return 0
 
 
 def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:

@@ -87,3 +87,13 @@ def test_db_url_is_accepted_by_psql_and_points_at_the_migrated_embedded_database
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "t"
+
+
+def test_add_twin_creates_the_twin_and_its_partition(database_url, capsys, monkeypatch) -> None:
+    import dagster as dg
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["add-twin", "Zoë Quill"]) == 0
+    assert "twin zoe-quill ready" in capsys.readouterr().out
+    assert "zoe-quill" in dg.DagsterInstance.get().get_dynamic_partitions("twins")
+    assert main(["materialize", "--twin", "Zoë Quill"]) == 0  # a twin without documents is fine

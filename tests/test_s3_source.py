@@ -7,6 +7,7 @@ import json
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,8 @@ def test_reread_is_unchanged_and_the_fingerprint_follows_the_listing(
 
 
 def test_listing_pages_past_a_thousand_objects(s3: Any, bucket: str, tmp_path: Path) -> None:
-    for index in range(1001):
-        s3.put_object(Bucket=bucket, Key=f"many/{index:04d}.txt", Body=b"")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key=f"many/{i:04d}.txt", Body=b""), range(1001)))
     batches = read_s3_prefix(s3, f"s3://{bucket}/many/", workdir=tmp_path)
     assert len(batches) == 1001
     assert batches[-1].source == f"s3://{bucket}/many/1000.txt"
