@@ -8,6 +8,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def jsonl(*lines: str) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def linkedin_export() -> bytes:
+def linkedin_export(long_share: bool = False) -> bytes:
     """A zip shaped like LinkedIn's data export: Shares.csv with the posts."""
     shares = (
         "Date,ShareLink,ShareCommentary,SharedUrl,MediaUrl,Visibility\n"
@@ -71,6 +72,9 @@ def linkedin_export() -> bytes:
         '2024-04-01 08:00:00,https://www.linkedin.com/feed/update/urn:li:share:2,'
         '"Small PRs get reviewed; large PRs get approved.",,,MEMBER_NETWORK\n'
     )
+    if long_share:
+        shares += '2024-04-02 08:00:00,https://www.linkedin.com/feed/update/urn:li:share:3,"' + "long " * 100 + '",,,\n'
+        shares += "2024-04-03 08:00:00,https://www.linkedin.com/feed/update/urn:li:share:4,,,,\n"  # a repost
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("Shares.csv", shares)
@@ -158,12 +162,28 @@ def test_reread_is_unchanged_and_the_fingerprint_follows_the_listing(
     assert [(s.accepted, s.updated, s.unchanged) for s in again] == [(0, 0, 1), (0, 0, 1)]
     assert s3_fingerprint(s3, uri) == before
 
-    s3.put_object(Bucket=bucket, Key="b.jsonl", Body=jsonl(line(url="https://example.com/2", content="Edited.")))
+    edit = jsonl(line(url="https://example.com/2", content="Ship small, ship later."))  # same size: the ETag tells
+    assert len(edit) == len(jsonl(line(url="https://example.com/2")))
+    s3.put_object(Bucket=bucket, Key="b.jsonl", Body=edit)
     assert s3_fingerprint(s3, uri) != before
     assert s3_fingerprint(s3, f"s3://{bucket}/a") == s3_fingerprint(s3, f"s3://{bucket}/a.jsonl")
     edited = [store_batch(conn, b) for b in read_s3_prefix(s3, uri, workdir=tmp_path)]
     assert [(s.accepted, s.updated, s.unchanged) for s in edited] == [(0, 0, 1), (0, 1, 0)]
-    assert stored(conn)["https://example.com/2"][2] == "Edited."
+    assert stored(conn)["https://example.com/2"][2] == "Ship small, ship later."
+
+
+def test_with_a_twin_name_jsonl_lines_of_other_twins_are_passed_over(
+    conn: psycopg.Connection, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="mixed.jsonl", Body=jsonl(
+        line(url="https://example.com/ada"),
+        line(author="Grace Hopper", url="https://example.com/grace"),
+        "{broken",
+    ))
+    [batch] = read_s3_prefix(s3, f"s3://{bucket}/mixed.jsonl", author="Grace Hopper", workdir=tmp_path)
+    summary = store_batch(conn, batch, only_twin="grace-hopper")
+    assert summary.accepted == 1 and [r.line_number for r in summary.rejected] == [3]
+    assert {url: row[0] for url, row in stored(conn).items()} == {"https://example.com/grace": "grace-hopper"}
 
 
 def test_listing_pages_past_a_thousand_objects(s3: Any, bucket: str, tmp_path: Path) -> None:
@@ -207,20 +227,29 @@ def test_dagster_s3_resource_client_reads_the_prefix(
 def test_linkedin_export_zip_becomes_the_twins_posts(
     conn: psycopg.Connection, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
-    s3.put_object(Bucket=bucket, Key="exports/ada-linkedin.zip", Body=linkedin_export())
+    s3.put_object(Bucket=bucket, Key="exports/ada-linkedin.zip", Body=linkedin_export(long_share=True))
     s3.put_object(Bucket=bucket, Key="exports/broken.zip", Body=b"this is not a zip file")
     uri = f"s3://{bucket}/exports/"
-    batches = read_s3_prefix(s3, uri, author="Ada Byte", workdir=tmp_path)
+    batches = read_s3_prefix(s3, uri, author="Ada Byte", max_document_bytes=200, workdir=tmp_path)
     assert [batch.source for batch in batches] == [uri + "ada-linkedin.zip", uri + "broken.zip"]
     for batch in batches:
         store_batch(conn, batch)
-    rows = stored(conn)
-    shares = {url: row for url, row in rows.items() if row[3] == uri + "ada-linkedin.zip"}
-    assert len(shares) == 2
-    assert {row[0] for row in shares.values()} == {"ada-byte"}
-    assert {row[1] for row in shares.values()} == {"post"}
-    assert "Postgres autovacuum is a budget, not a janitor." in {row[2] for row in shares.values()}
-    [broken] = rejections(conn)[uri + "broken.zip"]
-    assert broken
-    again = [store_batch(conn, b) for b in read_s3_prefix(s3, uri, author="Ada Byte", workdir=tmp_path)]
-    assert again[0].unchanged == 2 and again[0].accepted == 0
+    rows = {row[0]: row[1:] for row in conn.execute(
+        "SELECT url, twin, category, platform, content, published_at, source FROM raw_documents")}
+    assert rows == {
+        "https://www.linkedin.com/feed/update/urn:li:share:1": (
+            "ada-byte", "post", "linkedin", "Postgres autovacuum is a budget, not a janitor.",
+            date(2024, 3, 5), uri + "ada-linkedin.zip"),
+        "https://www.linkedin.com/feed/update/urn:li:share:2": (
+            "ada-byte", "post", "linkedin", "Small PRs get reviewed; large PRs get approved.",
+            date(2024, 4, 1), uri + "ada-linkedin.zip"),
+    }
+    lines = {row[0]: row[1] for row in conn.execute("SELECT line, reason FROM import_rejections")}
+    assert lines["https://www.linkedin.com/feed/update/urn:li:share:3"].startswith("content is 0.0 MB, over")
+    assert lines[uri + "broken.zip"].startswith("broken.zip is not a zip archive")  # named by its S3 uri
+    assert "ShareCommentary is empty" in lines["2024-04-03 08:00:00,https://www.linkedin.com/feed/update/urn:li:share:4,,,,"]
+    assert len(lines) == 3
+
+    again = [store_batch(conn, b) for b in read_s3_prefix(s3, uri, author="Ada Byte", max_document_bytes=200,
+                                                           workdir=tmp_path)]
+    assert (again[0].accepted, again[0].updated, again[0].unchanged) == (0, 0, 2)

@@ -10,6 +10,9 @@ from twin.documents import RawDocument
 from twin.raw_store import ImportSummary, Rejection, store_documents
 
 
+KEPT_ITEM_CHARS = 2_000
+
+
 @dataclass
 class SourceBatch:
     """One source's delivery for one twin.
@@ -23,9 +26,16 @@ class SourceBatch:
     source: str
     documents: list[RawDocument] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # passed over on purpose, by reason
 
     def reject(self, item: str, reason: str) -> None:
-        self.rejections.append(Rejection(len(self.rejections) + len(self.documents) + 1, reason, item))
+        # items land in a text column: no NUL bytes, bounded size
+        kept = item if len(item) <= KEPT_ITEM_CHARS else item[:KEPT_ITEM_CHARS] + " …[truncated]"
+        self.rejections.append(Rejection(len(self.rejections) + len(self.documents) + 1,
+                                         reason.replace("\x00", "\\x00"), kept.replace("\x00", "\\x00")))
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
 
 
 def store_batch(

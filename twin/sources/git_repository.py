@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,7 +22,6 @@ from twin.sources.batch import SourceBatch
 
 CLONE_TIMEOUT_S = 600
 GIT_TIMEOUT_S = 60
-KEPT_ITEM_CHARS = 2_000  # rejected items are kept for inspection, truncated past this
 
 SKIPPED_DIRS = frozenset({
     ".git", "node_modules", "vendor", "third_party", "dist", "build", "target", ".venv", "venv",
@@ -51,20 +50,6 @@ _REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIR
 
 
 @dataclass
-class CountedBatch(SourceBatch):
-    """A SourceBatch that also counts items passed over on purpose (not errors), by reason."""
-
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str, count: int = 1) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + count
-
-    def reject(self, item: str, reason: str) -> None:
-        # Items land in a text column: no NUL bytes, bounded size.
-        kept = item if len(item) <= KEPT_ITEM_CHARS else item[:KEPT_ITEM_CHARS] + " …[truncated]"
-        super().reject(kept.replace("\x00", "\\x00"), reason.replace("\x00", "\\x00"))
-
-
 @dataclass(frozen=True)
 class _Origin:
     """Where the files of one read come from and how their documents are named."""
@@ -89,13 +74,13 @@ def read_git_repository(
 ) -> SourceBatch:
     """Every kept text file of a git URL (shallow-cloned under `workdir`, removed after) or a local folder.
 
-    The result is a `CountedBatch`: binaries and over-size files are rejections, vendored folders,
+    The result is a `SourceBatch`: binaries and over-size files are rejections, vendored folders,
     lock files, minified files and media are counted in `skipped`.
     """
     location = location.strip()
     if is_remote(location):
         origin = _remote_origin(location)
-        batch = CountedBatch(source=origin.source)
+        batch = SourceBatch(source=origin.source)
         workdir.mkdir(parents=True, exist_ok=True)
         clone_dir = Path(tempfile.mkdtemp(prefix="clone-", dir=workdir))
         try:
@@ -111,7 +96,7 @@ def read_git_repository(
         return batch
 
     root = Path(location).expanduser().resolve()
-    batch = CountedBatch(source=str(root))
+    batch = SourceBatch(source=str(root))
     if not root.is_dir():
         state = "is not a folder" if root.exists() else "does not exist"
         batch.reject(location, f"{location} {state}; give a git URL or the path of a local folder")
@@ -146,7 +131,7 @@ def git_fingerprint(location: str) -> str:
         raise TwinError(f"{location} is not a folder.", "give a git URL or the path of a local folder.")
     digest = hashlib.sha256()
     if not _is_work_tree(root):
-        for relative in _walk_files(root, CountedBatch(source=str(root))):
+        for relative in _walk_files(root, SourceBatch(source=str(root))):
             if skip_reason(relative) is None:
                 _hash_stat(digest, root, relative)
         return f"folder+{digest.hexdigest()[:32]}"
@@ -220,7 +205,7 @@ def format_size(size: int) -> str:
 
 
 def _read_tree(
-    batch: CountedBatch, root: Path, author: str, origin: _Origin, *, is_git: bool,
+    batch: SourceBatch, root: Path, author: str, origin: _Origin, *, is_git: bool,
     max_file_bytes: int, max_files: int,
 ) -> None:
     paths = _git_files(root, batch) if is_git else _walk_files(root, batch)
@@ -256,7 +241,7 @@ def _read_tree(
         ))
 
 
-def _read_text(batch: CountedBatch, path: Path, relative: str, max_file_bytes: int) -> str | None:
+def _read_text(batch: SourceBatch, path: Path, relative: str, max_file_bytes: int) -> str | None:
     try:
         size = path.stat().st_size
         if size > max_file_bytes:
@@ -276,7 +261,7 @@ def _read_text(batch: CountedBatch, path: Path, relative: str, max_file_bytes: i
     return text
 
 
-def _git_files(root: Path, batch: CountedBatch) -> list[str]:
+def _git_files(root: Path, batch: SourceBatch) -> list[str]:
     """Tracked and untracked-but-not-ignored files under `root`, relative to it, in path order."""
     result = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root, text=False)
     paths = set()
@@ -288,7 +273,7 @@ def _git_files(root: Path, batch: CountedBatch) -> list[str]:
     return sorted(paths)
 
 
-def _walk_files(root: Path, batch: CountedBatch) -> list[str]:
+def _walk_files(root: Path, batch: SourceBatch) -> list[str]:
     """Files of a plain folder, relative to it; vendored folders are pruned and counted once each."""
     paths = []
     for folder, dirnames, filenames in os.walk(root):
@@ -307,7 +292,7 @@ def _walk_files(root: Path, batch: CountedBatch) -> list[str]:
     return sorted(paths)
 
 
-def _decoded_name(raw: bytes, batch: CountedBatch) -> str | None:
+def _decoded_name(raw: bytes, batch: SourceBatch) -> str | None:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import psycopg
@@ -53,7 +54,8 @@ def read_source(
         from twin.sources.mongodb import read_mongodb
 
         with _mongo_client(spec) as client:
-            return read_mongodb(conn, client[spec.location], only_author=profile.name)
+            return read_mongodb(conn, client[spec.location], only_author=profile.name,
+                                source=_mongo_source_id(spec), max_document_bytes=max_document_bytes)
     raise TwinError(f"Unknown source kind {spec.kind!r}.", "use jsonl, crawl, git, export, s3 or mongodb.")
 
 
@@ -96,9 +98,19 @@ def _require_s3(client: Any, spec: SourceSpec) -> Any:
 def _mongo_client(spec: SourceSpec) -> Any:
     import pymongo
 
+    return pymongo.MongoClient(_mongo_uri(spec), serverSelectionTimeoutMS=10_000)
+
+
+def _mongo_uri(spec: SourceSpec) -> str:
     variable = spec.options.get("uri_env", "MONGODB_URI")
     uri = os.environ.get(variable)
     if not uri:
         raise TwinError(f"MongoDB source {spec.location!r} needs ${variable}.",
                         f"export {variable}=mongodb://host:27017 (or set uri_env in the profile).")
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000)
+    return uri
+
+
+def _mongo_source_id(spec: SourceSpec) -> str:
+    """`mongodb://host:port/database`, credentials left out, so two servers never share an id."""
+    hosts = urlsplit(_mongo_uri(spec)).netloc.rsplit("@", 1)[-1]
+    return f"mongodb://{hosts}/{spec.location}"

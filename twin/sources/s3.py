@@ -10,13 +10,16 @@ import hashlib
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from twin.documents import twin_slug
 from twin.errors import TwinError
+from twin.raw_store import Rejection
 from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from twin.sources.batch import SourceBatch
 from twin.sources.jsonl import read_jsonl_batch
@@ -42,8 +45,9 @@ def read_s3_prefix(
 ) -> list[SourceBatch]:
     """One batch per object under the prefix, named `s3://bucket/key`; `author` owns export zips.
 
-    A url repeated across JSONL objects keeps its first line. Objects are downloaded into
-    `workdir` one at a time and removed once read.
+    JSONL lines name their authors; with `author`, lines of other twins are passed over. A url
+    repeated across JSONL objects keeps its first line. Objects are downloaded into `workdir`
+    one at a time and removed once read.
     """
     bucket, prefix = parse_s3_uri(uri)
     first_seen: dict[tuple[str, str], str] = {}
@@ -76,7 +80,9 @@ def _read_object(
     if suffix == ".zip":
         assert author is not None
         return _read_archive(local, object_uri, author, max_document_bytes)
-    return read_jsonl_batch(local, object_uri, max_document_bytes=max_document_bytes, first_seen=first_seen)
+    only_twin = twin_slug(author) if author is not None else None
+    return read_jsonl_batch(local, object_uri, max_document_bytes=max_document_bytes, only_twin=only_twin,
+                            first_seen=first_seen)
 
 
 def s3_fingerprint(client: Any, uri: str) -> str:
@@ -117,21 +123,31 @@ def _download(client: Any, bucket: str, key: str, path: Path) -> None:
 
 
 def _read_archive(path: Path, object_uri: str, author: str, max_document_bytes: int) -> SourceBatch:
-    """A LinkedIn/Medium/Substack export as a batch named after the object; oversized documents rejected."""
-    from twin.sources.exports import read_export  # written alongside; imported only when a zip is met
+    """An export archive's batch, renamed after the object; documents over the size limit rejected."""
+    from twin.sources.exports import read_export  # imported only when an archive is met
 
     try:
-        export = read_export(path, author)
+        batch = read_export(path, author)
     except Exception as exc:  # an unreadable archive is one rejection, never the end of the listing
         return _rejected(object_uri, f"could not read export archive: {type(exc).__name__}: {exc}")
-    batch = SourceBatch(source=object_uri, rejections=list(export.rejections))
-    for doc in export.documents:
+    local_source = batch.source
+    batch.source = object_uri
+    batch.rejections = [  # an archive refused whole names the local download: name the object
+        replace(r, line=object_uri) if r.line == local_source else r for r in batch.rejections
+    ]
+    # Numbers past every number the export used: (import, line_number) is a primary key.
+    next_number = max((r.line_number for r in batch.rejections), default=0) + len(batch.documents) + 1
+    kept = []
+    for doc in batch.documents:
         size = len(doc.content.encode("utf-8"))
-        if size > max_document_bytes:
-            batch.reject(doc.url, f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB "
-                                  "limit; split the document or raise TWIN_MAX_DOCUMENT_BYTES")
-        else:
-            batch.documents.append(doc)
+        if size <= max_document_bytes:
+            kept.append(doc)
+            continue
+        reason = (f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
+                  "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
+        batch.rejections.append(Rejection(next_number, reason, doc.url))
+        next_number += 1
+    batch.documents = kept
     return batch
 
 
