@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 # Tests own their state: never the developer's TWIN_HOME, DAGSTER_HOME or DATABASE_URL.
-for _variable in ("TWIN_HOME", "DAGSTER_HOME", "DATABASE_URL", "TWIN_EMBEDDING_MODEL"):
+for _variable in ("TWIN_HOME", "DAGSTER_HOME", "DATABASE_URL", "TWIN_EMBEDDING_MODEL", "TWIN_PROFILES"):
     os.environ.pop(_variable, None)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -40,6 +40,7 @@ def twin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("twin_home")
     os.environ["TWIN_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    os.environ["TWIN_PROFILES"] = str(home / "twins.yaml")  # none: tests write their own
     (home / "dagster").mkdir()
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     yield home
