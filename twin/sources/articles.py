@@ -1,0 +1,566 @@
+"""Reading crawled pages: an article's text and metadata, a feed's items, an archive's links.
+
+No fetching happens here (that is `twin/sources/web.py`); every function takes text already
+downloaded. Article text comes out markdown-ish: paragraphs separated by blank lines, headings as
+`## ...`, list items as `- ...`, code in ``` fences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+
+from twin.documents import Category, RawDocument
+
+MIN_WORDS = 10  # fewer readable words than this is not an article
+PAYWALL_TEASER_WORDS = 150  # a "Member-only story" badge with less text than this is a teaser
+
+ARTICLE_TYPES = frozenset({"article", "blogposting", "newsarticle", "techarticle", "report",
+                           "socialmediaposting", "scholarlyarticle"})
+LISTING_TYPES = frozenset({"profilepage", "collectionpage", "blog", "itemlist", "person"})
+XML_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
+                       "application/xml", "text/xml"})
+
+_FEED_START = re.compile(r"\s*(?:<\?[^>]*>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:rss|feed|rdf:rdf)\b",
+                         re.I | re.S)
+_LISTING_PATH = re.compile(r"^/(?:@[^/]+|archives?|posts|articles|blog|writing|page/\d+|tags?/[^/]+|"
+                           r"category/[^/]+)?/?$", re.I)
+_MEDIUM_STORY = re.compile(r"^/(?:@[^/]+|[^/@]+)/[^/]+-[0-9a-f]{8,12}/?$|^/p/[0-9a-f]{8,12}/?$")
+_SUBSTACK_POST = re.compile(r"^/p/[^/]+/?$")
+_NOT_ARTICLE_PATH = re.compile(
+    r"/(?:tags?|categor(?:y|ies)|topics?|authors?|page|search|about|archives?|feed|rss|log-?in|sign-?in|"
+    r"sign-?up|subscribe|account|comments?|followers|following|lists|cdn-cgi|wp-admin|wp-login\.php)(?:/|$)",
+    re.I)
+_FILE_PATH = re.compile(r"\.(?:png|jpe?g|gif|webp|svg|ico|css|js|pdf|xml|json|zip|mp3|mp4)$", re.I)
+_TRACKING_PARAM = re.compile(r"^(?:utm_\w+|source|ref|ref_src|fbclid|gclid|mc_cid|mc_eid)$", re.I)
+
+_CONTENT_SELECTORS = (".available-content", ".body.markup", "[itemprop=articleBody]", ".entry-content",
+                      ".post-content", ".article-content", ".article-body", ".post-body", ".story-body")
+_DROP_TAGS = ["script", "style", "noscript", "template", "svg", "nav", "footer", "aside", "form", "button",
+              "header", "iframe", "object", "embed", "video", "audio", "canvas", "picture", "img", "input",
+              "select", "textarea", "dialog", "link", "meta"]
+_BOILERPLATE_CLASS = re.compile(
+    r"(?:^|[\s_-])(?:share|sharing|social|subscribe|subscription|newsletter|signup|related|recommended|"
+    r"comments?|responses|footer|header|navbar|nav|menu|sidebar|breadcrumbs?|promo|cta|advert|ads|banner|"
+    r"cookie|paywall|byline|author|meta|tags|ufi|button|btn|modal|popup|speechify-ignore)(?:$|[\s_-])",
+    re.I)
+_BOILERPLATE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "dialog",
+                                "button"})
+_BOILERPLATE_TEXT = re.compile(
+    r"member-only story|share|share this post|copy link|listen|follow|following|subscribe|sign up|sign in|"
+    r"log in|get the app|open in app|top|previous|next|read more|continue reading|discussion about this post|"
+    r"\d+(?:\.\d+)?k?(?: claps?| comments?| responses?| likes?| restacks?)?|"
+    r".{0,60}\b\d+ min read\b.{0,60}|written by .{0,80}|published in .{0,80}|thanks for reading .{0,160}",
+    re.I)
+_PAYWALL_HARD = re.compile(
+    r"this post is for paid subscribers|this post is for paying subscribers|"
+    r"keep reading with a \d+-day free trial|"
+    r"subscribe to keep reading|create an account to read the full story|"
+    r"(?:author|writer) made this story available to medium members only|upgrade to paid to read",
+    re.I)
+_PAYWALL_SOFT = re.compile(r"member-only story|members-only story|for paid subscribers only", re.I)
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_BLOCK_TAGS = frozenset({"p", "div", "section", "article", "main", "blockquote", "figure", "figcaption",
+                         "table", "thead", "tbody", "tr", "ul", "ol", "dl", "dt", "dd", "address", "details",
+                         "summary", "center", "hgroup", "hr"})
+
+
+class ExtractionError(Exception):
+    """A page that yields no article; `reason` is what the rejection says."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ArticleLink:
+    """A discovered article URL, with what the feed said about it (fallbacks for the page's own)."""
+
+    url: str
+    title: str = ""
+    published_at: date | None = None
+
+
+def parse_html(text: str) -> BeautifulSoup:
+    return BeautifulSoup(text.replace("\x00", ""), "html.parser")
+
+
+# ----------------------------------------------------------------------------------------------
+# What kind of page
+
+
+def is_feed(content_type: str, text: str) -> bool:
+    """RSS/Atom by its root element, or any XML that is not XHTML (so it can be rejected by name)."""
+    head = text.lstrip("\ufeff")[:4096]
+    if _FEED_START.match(head):
+        return True
+    return content_type in XML_TYPES and re.search(r"<html\b", head, re.I) is None
+
+
+def page_is_listing(soup: BeautifulSoup, page_url: str) -> bool:
+    """A profile, archive or index page rather than one article (article metadata always wins)."""
+    meta = _meta(soup)
+    og_type = meta.get("og:type", "").lower()
+    types: set[str] = set()
+    for item in _json_ld(soup):
+        types |= _types(item)
+    if og_type == "article" or types & ARTICLE_TYPES:
+        return False
+    if og_type == "profile" or types & LISTING_TYPES:
+        return True
+    if _LISTING_PATH.match(urlsplit(page_url).path or "/"):
+        return True
+    return len(soup.find_all("article")) >= 2
+
+
+def detect_platform(soup: BeautifulSoup, *urls: str) -> str:
+    """`medium`, `substack` or `blog`, by host, then by the platform's own markers in the page."""
+    for url in urls:
+        host = (urlsplit(url).hostname or "").lower()
+        if host == "medium.com" or host.endswith(".medium.com"):
+            return "medium"
+        if host == "substack.com" or host.endswith(".substack.com"):
+            return "substack"
+    meta = _meta(soup)
+    names = " ".join(meta.get(key, "") for key in ("generator", "al:ios:app_name", "twitter:app:name:iphone"))
+    assets = " ".join([meta.get("og:image", "")] + [str(tag.get("src") or tag.get("href") or "")
+                                                    for tag in soup.find_all(["script", "img", "link"])])
+    names, assets = names.lower(), assets.lower()
+    if "substack" in names or "substackcdn.com" in assets:
+        return "substack"
+    if "medium" in names or "cdn-client.medium.com" in assets or "miro.medium.com" in assets:
+        return "medium"
+    return "blog"
+
+
+# ----------------------------------------------------------------------------------------------
+# Discovery
+
+
+def feed_links(body: bytes, text: str, feed_url: str) -> list[ArticleLink]:
+    """The article link, title and date of each item of an RSS 2.0, RSS 1.0 or Atom feed."""
+    if re.search(r"<!ENTITY", text[:20_000], re.I):
+        raise ExtractionError("feed declares XML entities, which are refused")
+    root = _parse_xml(body, text)
+    kind = _local(root.tag)
+    if kind not in ("rss", "feed", "RDF"):
+        raise ExtractionError(f"XML document is not an RSS or Atom feed (root element <{kind}>)")
+    links: list[ArticleLink] = []
+    seen: set[str] = set()
+    for entry in root.iter():
+        if _local(entry.tag) not in ("item", "entry"):
+            continue
+        href = _entry_href(entry)
+        if not href:
+            continue
+        url = clean_link(urljoin(feed_url, href))
+        if urlsplit(url).scheme not in ("http", "https") or url in seen:
+            continue
+        seen.add(url)
+        dates = [_child_text(entry, name) for name in ("pubDate", "published", "date", "issued", "updated")]
+        published = next((parsed for value in dates if (parsed := parse_date(value)) is not None), None)
+        links.append(ArticleLink(url=url, title=" ".join(_child_text(entry, "title").split()),
+                                 published_at=published))
+    return links
+
+
+def discover_article_links(soup: BeautifulSoup, page_url: str) -> list[ArticleLink]:
+    """Same-host article links of a profile/archive page, in page order.
+
+    Medium story and Substack post URLs count anywhere on the page; other links only inside an
+    `<article>`, a heading or with rel="bookmark", and never tag/about/login/... pages.
+    """
+    host = urlsplit(page_url).netloc.lower()
+    this_page = clean_link(page_url)
+    platform = detect_platform(soup, page_url)
+    found: list[str] = []
+    for anchor in soup.find_all("a", href=True):
+        url = clean_link(urljoin(page_url, str(anchor["href"]).strip()))
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        if parts.scheme not in ("http", "https") or parts.netloc != host or url == this_page:
+            continue
+        if path == "/" or _FILE_PATH.search(path) or url in found:
+            continue
+        platform_post = ((platform == "medium" and _MEDIUM_STORY.match(path)) or
+                         (platform == "substack" and _SUBSTACK_POST.match(path)))
+        if platform_post or (not _NOT_ARTICLE_PATH.search(path) and _links_an_article(anchor)):
+            found.append(url)
+    return [ArticleLink(url=url) for url in found]
+
+
+def next_listing_url(soup: BeautifulSoup, page_url: str) -> str | None:
+    """The same-host rel="next" page of a paginated archive."""
+    tag = soup.find("link", rel="next", href=True) or soup.find("a", rel="next", href=True)
+    if tag is None:
+        return None
+    url = clean_link(urljoin(page_url, str(tag["href"]).strip()))
+    return url if urlsplit(url).netloc == urlsplit(page_url).netloc.lower() else None
+
+
+def advertised_feed_url(soup: BeautifulSoup, page_url: str) -> str | None:
+    """The RSS/Atom feed a page links to with <link rel="alternate">."""
+    for tag in soup.find_all("link", rel="alternate", href=True):
+        if str(tag.get("type", "")).lower() in ("application/rss+xml", "application/atom+xml"):
+            return urljoin(page_url, str(tag["href"]).strip())
+    return None
+
+
+def clean_link(url: str) -> str:
+    """The URL without its fragment and tracking parameters (utm_*, source, ref, ...)."""
+    parts = urlsplit(url)
+    query = parts.query
+    params = parse_qsl(query, keep_blank_values=True)
+    kept = [(name, value) for name, value in params if not _TRACKING_PARAM.match(name)]
+    if len(kept) != len(params):
+        query = urlencode(kept)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", query, ""))
+
+
+def _links_an_article(anchor: Tag) -> bool:
+    if "bookmark" in (anchor.get("rel") or []):
+        return True
+    return anchor.find_parent(["article", "h1", "h2", "h3", "h4"]) is not None
+
+
+def _parse_xml(body: bytes, text: str) -> ET.Element:
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError as first:
+        # bytes in another encoding than the XML declaration says: try the decoded text
+        try:
+            return ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text.lstrip("\ufeff")))
+        except ET.ParseError:
+            raise ExtractionError(f"feed is not well-formed XML ({first})") from None
+
+
+def _local(tag: object) -> str:
+    return str(tag).rsplit("}", 1)[-1].split(":")[-1] if isinstance(tag, str) else ""
+
+
+def _child_text(entry: ET.Element, name: str) -> str:
+    for child in entry:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return ""
+
+
+def _entry_href(entry: ET.Element) -> str:
+    for child in entry:
+        if _local(child.tag) != "link":
+            continue
+        if child.get("href"):
+            if child.get("rel", "alternate") == "alternate":
+                return child.get("href", "").strip()
+        elif child.text and child.text.strip():
+            return child.text.strip()
+    for child in entry:
+        if _local(child.tag) == "guid" and child.get("isPermaLink", "true") != "false":
+            guid = (child.text or "").strip()
+            if guid.startswith(("http://", "https://")):
+                return guid
+    about = next((value for key, value in entry.attrib.items() if _local(key) == "about"), "")
+    return about.strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# Article extraction
+
+
+def extract_article(text: str, page_url: str, author: str, *, link: ArticleLink | None = None,
+                    soup: BeautifulSoup | None = None) -> RawDocument:
+    """The article on an HTML page as a RawDocument; ExtractionError says why there is none.
+
+    `soup` (from parse_html(text)) is consumed: boilerplate is removed from it in place.
+    """
+    soup = soup if soup is not None else parse_html(text)
+    meta = _meta(soup)
+    ld_article = next((item for item in _json_ld(soup) if _types(item) & ARTICLE_TYPES), {})
+    canonical = _canonical(soup, meta, page_url)
+    title = _title(soup, meta, ld_article) or (link.title if link else "")
+    published = _published(soup, meta, ld_article) or (link.published_at if link else None)
+    platform = detect_platform(soup, canonical, page_url)
+    notice = _paywall_notice(soup)
+
+    for tag in soup.find_all(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    root = _content_root(soup)
+    _strip_boilerplate(root)
+    content = _render(_keep_readable(_blocks(root), title))
+    words = len(content.split())
+    if notice is not None and notice[1]:
+        raise ExtractionError(f'paywalled or empty body: only a {words}-word preview before "{notice[0]}"')
+    if notice is not None and words < PAYWALL_TEASER_WORDS:
+        raise ExtractionError(f'paywalled or empty body: {words} words and a "{notice[0]}" notice')
+    if words == 0:
+        raise ExtractionError("paywalled or empty body: no readable text on the page")
+    if words < MIN_WORDS:
+        raise ExtractionError(f"paywalled or empty body: only {words} words of readable text")
+    return RawDocument(author=author, category=Category.ARTICLE, platform=platform, url=canonical,
+                       title=title, content=content, published_at=published)
+
+
+def parse_date(value: str | None) -> date | None:
+    """The calendar date of an ISO-8601 or RFC 822 (feed) timestamp, in the writer's own time zone."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).date()
+    except (TypeError, ValueError, IndexError):
+        pass
+    match = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
+    if match:
+        try:
+            return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        except ValueError:
+            return None
+    return None
+
+
+def _meta(soup: BeautifulSoup) -> dict[str, str]:
+    """<meta> content by property / name / itemprop (lower-cased); the first one wins."""
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta"):
+        key = tag.get("property") or tag.get("name") or tag.get("itemprop")
+        content = tag.get("content")
+        if key and content is not None:
+            found.setdefault(str(key).strip().lower(), str(content).strip())
+    return found
+
+
+def _json_ld(soup: BeautifulSoup) -> list[dict[str, Any]]:
+    """Every object in the page's JSON-LD scripts, @graph members included."""
+    items: list[dict[str, Any]] = []
+    for script in soup.find_all("script", type=re.compile(r"ld\+json", re.I)):
+        try:
+            stack: list[Any] = [json.loads(script.get_text())]
+        except (ValueError, RecursionError):  # broken or absurdly nested JSON-LD is just absent
+            continue
+        while stack:
+            value = stack.pop()
+            if isinstance(value, list):
+                stack.extend(reversed(value))
+            elif isinstance(value, dict):
+                items.append(value)
+                if "@graph" in value:
+                    stack.append(value["@graph"])
+    return items
+
+
+def _types(item: dict[str, Any]) -> set[str]:
+    value = item.get("@type", [])
+    return {str(v).lower() for v in (value if isinstance(value, list) else [value])}
+
+
+def _canonical(soup: BeautifulSoup, meta: dict[str, str], page_url: str) -> str:
+    tag = soup.find("link", rel="canonical", href=True)
+    for candidate in (tag["href"] if tag else None, meta.get("og:url")):
+        if candidate:
+            url = urljoin(page_url, str(candidate).strip()).split("#", 1)[0]
+            if urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname:
+                return url
+    return page_url
+
+
+def _title(soup: BeautifulSoup, meta: dict[str, str], ld_article: dict[str, Any]) -> str:
+    headline = ld_article.get("headline")
+    h1 = soup.find("h1")
+    title_tag = soup.find("title")
+    page_title = title_tag.get_text() if title_tag else ""
+    candidates = [headline if isinstance(headline, str) else "", meta.get("og:title", ""),
+                  meta.get("twitter:title", ""), h1.get_text(" ") if h1 else "",
+                  re.split(r"\s+[|–—]\s+", page_title)[0]]
+    for candidate in candidates:
+        title = " ".join(candidate.replace("\x00", "").split())
+        if title and len(title) <= 300:  # longer is an unclosed <h1> that swallowed the page
+            return title
+    return ""
+
+
+def _published(soup: BeautifulSoup, meta: dict[str, str], ld_article: dict[str, Any]) -> date | None:
+    time_tag = (soup.find("time", attrs={"itemprop": "datePublished"}) or
+                soup.find("time", attrs={"datetime": True}))
+    candidates = [meta.get("article:published_time"), ld_article.get("datePublished"),
+                  meta.get("datepublished"), meta.get("date"),
+                  time_tag.get("datetime") if time_tag else None]
+    for candidate in candidates:
+        if isinstance(candidate, str) and (parsed := parse_date(candidate)) is not None:
+            return parsed
+    return None
+
+
+def _paywall_notice(soup: BeautifulSoup) -> tuple[str, bool] | None:
+    """(notice text, whether it cuts the article) of a paywall banner, if the page shows one."""
+    soft: str | None = None
+    for string in soup.find_all(string=re.compile(f"{_PAYWALL_HARD.pattern}|{_PAYWALL_SOFT.pattern}", re.I)):
+        if string.parent is None or string.parent.name in ("script", "style", "title", "noscript"):
+            continue
+        text = " ".join(str(string).split())
+        if len(text) > 200:  # a notice is a short UI string, not a sentence inside the prose
+            continue
+        if (hard := _PAYWALL_HARD.search(text)) is not None:
+            return hard.group(0), True
+        if soft is None and (match := _PAYWALL_SOFT.search(text)) is not None:
+            soft = match.group(0)
+    return (soft, False) if soft is not None else None
+
+
+def _content_root(soup: BeautifulSoup) -> Tag:
+    """The element holding the article body: known body containers, then <article>, <main>, <body>."""
+    for selector in _CONTENT_SELECTORS:
+        element = soup.select_one(selector)
+        if element is not None and element.get_text(strip=True):
+            return element
+    articles = soup.find_all("article")
+    if articles:
+        return max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)))
+    main = soup.find("main") or soup.find(True, attrs={"role": "main"})
+    if isinstance(main, Tag):
+        return main
+    return soup.body if soup.body is not None else soup
+
+
+def _strip_boilerplate(root: Tag) -> None:
+    """Remove chrome below `root` in one top-down pass (iterative: pages can nest thousands deep)."""
+    for tag in root.find_all(_DROP_TAGS):
+        if not tag.decomposed:
+            tag.decompose()
+    total = len(root.get_text(" ", strip=True))
+    stack = [child for child in root.children if isinstance(child, Tag)]
+    while stack:
+        tag = stack.pop()
+        if tag.name in ("pre", "code"):
+            continue  # inside code, class names like "hljs-comment" are syntax colouring
+        # headings are text whatever their class ("header-anchor"); and an unclosed
+        # <div class="nav"> can swallow the whole page, so never drop most of the text
+        if (tag.name not in _HEADINGS and _is_boilerplate(tag)
+                and len(tag.get_text(" ", strip=True)) * 2 < total):
+            tag.decompose()
+            continue
+        stack.extend(child for child in tag.children if isinstance(child, Tag))
+
+
+def _is_boilerplate(tag: Tag) -> bool:
+    names = " ".join(tag.get("class") or []) + " " + str(tag.get("id") or "")
+    if _BOILERPLATE_CLASS.search(names):
+        return True
+    if str(tag.get("role", "")).lower() in _BOILERPLATE_ROLES:
+        return True
+    style = str(tag.get("style", "")).replace(" ", "").lower()
+    return tag.get("aria-hidden") == "true" or tag.has_attr("hidden") or "display:none" in style
+
+
+class _BlockWriter:
+    """Collects (kind, text) blocks while walking the tree; kind is p, h, li or code."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, str]] = []
+        self._inline: list[str] = []
+        self._kind = "p"
+
+    def text(self, value: str) -> None:
+        self._inline.append(value)
+
+    def start(self, kind: str) -> None:
+        self.end()
+        if kind != "p":  # a <p> inside an <li> keeps the list item's prefix
+            self._kind = kind
+
+    def end(self) -> None:
+        lines = (" ".join(line.split()) for line in "".join(self._inline).split("\n"))
+        text = "\n".join(line for line in lines if line)
+        self._inline = []
+        if text:
+            self.blocks.append((self._kind, text))
+            self._kind = "p"
+
+    def code(self, value: str) -> None:
+        self.end()
+        value = value.strip("\n")
+        if value.strip():
+            self.blocks.append(("code", value))
+
+
+def _blocks(root: Tag) -> list[tuple[str, str]]:
+    """Walk the tree in document order (with an explicit stack) into (kind, text) blocks."""
+    writer = _BlockWriter()
+    # items are a node to visit, or a callable that closes the block a tag opened
+    stack: list[Any] = list(reversed(list(root.children)))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Tag):
+            stack.extend(_open(node, writer))
+        elif isinstance(node, (Comment, Declaration, Doctype, ProcessingInstruction)):
+            continue
+        elif isinstance(node, NavigableString):
+            writer.text(re.sub(r"\s+", " ", str(node)))
+        elif callable(node):  # checked last: a bs4 Tag is callable too (it means find_all)
+            node()
+    writer.end()
+    return writer.blocks
+
+
+def _open(tag: Tag, out: _BlockWriter) -> list[Any]:
+    """Start what `tag` stands for; returns what to visit next, last item first."""
+    children = list(reversed(list(tag.children)))
+    name = tag.name
+    if name == "pre":
+        out.code(tag.get_text())
+        return []
+    if name == "br":
+        out.text("\n")
+        return []
+    if name in ("td", "th"):
+        out.text(" ")
+        return [lambda: out.text(" "), *children]
+    kind = "h" if name in _HEADINGS else "li" if name == "li" else "p" if name in _BLOCK_TAGS else None
+    if kind is None:
+        return children  # inline: its text joins the current block
+    out.start(kind)
+    return [out.end, *children]
+
+
+def _keep_readable(blocks: list[tuple[str, str]], title: str) -> list[tuple[str, str]]:
+    """Drop short UI strings (share, 5 min read, claps) and the title repeated at the top."""
+    kept: list[tuple[str, str]] = []
+    wanted_title = " ".join(title.split()).lower()
+    for position, (kind, text) in enumerate(blocks):
+        if kind != "code" and len(text) < 200 and _BOILERPLATE_TEXT.fullmatch(text.strip()):
+            continue
+        if position < 3 and wanted_title and " ".join(text.split()).lower() == wanted_title:
+            continue
+        kept.append((kind, text))
+    return kept
+
+
+def _render(blocks: list[tuple[str, str]]) -> str:
+    parts: list[str] = []
+    previous = ""
+    for kind, text in blocks:
+        if kind == "h":
+            rendered = "## " + " ".join(text.split())
+        elif kind == "li":
+            rendered = "- " + text.replace("\n", "\n  ")
+        elif kind == "code":
+            rendered = f"```\n{text}\n```"
+        else:
+            rendered = text
+        if parts:
+            parts.append("\n" if kind == "li" and previous == "li" else "\n\n")
+        parts.append(rendered)
+        previous = kind
+    return "".join(parts).replace("\x00", "").strip()
