@@ -20,6 +20,8 @@ test: $(BIN)/twin
 
 bench: $(BIN)/twin
 	$(BIN)/python bench/feature_pipeline.py
+	$(BIN)/python bench/imports.py
+	$(BIN)/python bench/crawl.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
