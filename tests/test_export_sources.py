@@ -131,7 +131,7 @@ def test_bad_rows_are_rejected_with_their_reason(tmp_path: Path) -> None:
     batch = read(build_linkedin_export(tmp_path, shares))
     assert [doc.content for doc in batch.documents] == ["Kept"]
     assert reasons(batch) == [
-        "Shares.csv line 2: date 'not a date' is not a date (expected e.g. 2024-05-01 09:30:00)",
+        "Shares.csv line 2: date 'not a date' is not a date (expected e.g. 2024-05-01 or 2024-05-01T09:30:00Z)",
         "Shares.csv line 3: ShareLink is empty, so the post has no url",
         "Shares.csv line 5: duplicate url https://www.linkedin.com/feed/update/3 (first at Shares.csv line 4)",
     ]

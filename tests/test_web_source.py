@@ -25,8 +25,8 @@ from twin.sources.web import (
     HostRateLimiter,
     RobotsRules,
     crawl,
-    decode_body,
 )
+from twin.sources.text import decode_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "web"
 FAST = CrawlSettings(timeout_s=2.0, per_host_delay_s=0, retries=2, backoff_s=0.01, max_retry_after_s=5)
@@ -448,10 +448,10 @@ def test_windows_1252_page_with_a_wrong_or_missing_charset_decodes(conn: psycopg
 
 def test_utf8_page_labelled_iso_8859_1_decodes_as_utf8() -> None:
     body = "<p>A naïve café</p>".encode()
-    assert decode_body(body, "ISO-8859-1") == ("<p>A naïve café</p>", "utf-8")
-    assert decode_body("<p>A naïve café</p>".encode("latin-1"), "ISO-8859-1")[0] == "<p>A naïve café</p>"
+    assert decode_bytes(body, "ISO-8859-1") == ("<p>A naïve café</p>", "utf-8")
+    assert decode_bytes("<p>A naïve café</p>".encode("latin-1"), "ISO-8859-1")[0] == "<p>A naïve café</p>"
     polish = "<p>Zażółć gęślą jaźń</p>"
-    assert decode_body(polish.encode("cp1250"), "windows-1250") == (polish, "cp1250")
+    assert decode_bytes(polish.encode("cp1250"), "windows-1250") == (polish, "cp1250")
 
 
 # ----------------------------------------------------------------------------------------------

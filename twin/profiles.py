@@ -87,7 +87,7 @@ def load_profiles(path: Path) -> list[TwinProfile]:
 
 def _source(path: Path, where: str, raw: object) -> SourceSpec:
     if not isinstance(raw, dict):
-        raise TwinError(f"{where}: source {raw!r} is not a mapping.", f"write e.g. `- jsonl: file.jsonl`.")
+        raise TwinError(f"{where}: source {raw!r} is not a mapping.", "write e.g. `- jsonl: file.jsonl`.")
     kinds = [kind for kind in SOURCE_KINDS if kind in raw]
     if len(kinds) != 1:
         raise TwinError(f"{where}: source {raw} must name exactly one of {', '.join(SOURCE_KINDS)}.",

@@ -11,14 +11,14 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
 from twin.documents import Category, RawDocument
+from twin.sources.text import parse_date as parse_any_date
 
 MIN_WORDS = 10  # fewer readable words than this is not an article
 PAYWALL_TEASER_WORDS = 150  # a "Member-only story" badge with less text than this is a teaser
@@ -310,25 +310,11 @@ def extract_article(text: str, page_url: str, author: str, *, link: ArticleLink 
 
 
 def parse_date(value: str | None) -> date | None:
-    """The calendar date of an ISO-8601 or RFC 822 (feed) timestamp, in the writer's own time zone."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
+    """A page's or feed's date, or None when it is missing or unreadable (pages lie often)."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+        return parse_any_date(value)
     except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(value).date()
-    except (TypeError, ValueError, IndexError):
-        pass
-    match = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
-    if match:
-        try:
-            return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        except ValueError:
-            return None
-    return None
+        return None
 
 
 def _meta(soup: BeautifulSoup) -> dict[str, str]:

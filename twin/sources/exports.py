@@ -14,7 +14,6 @@ import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
@@ -25,7 +24,8 @@ from bs4.element import PageElement, PreformattedString
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.sources.batch import SourceBatch
-from twin.sources.git_repository import SourceBatch, decode_text, format_size
+from twin.sources.git_repository import format_size
+from twin.sources.text import decode_bytes, parse_date
 
 FORMATS = ("linkedin", "medium", "substack")
 MAX_UNCOMPRESSED_BYTES = 200_000_000
@@ -43,7 +43,6 @@ SUBSTACK_COLUMNS = ("post_id", "post_date", "is_published", "title")
 _CHUNK_BYTES = 1 << 20
 _HEADER_SNIFF_BYTES = 64 * 1024
 _TITLE_CHARS = 100
-_DATE_FORMATS = ("%m/%d/%y, %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d %b %Y", "%b %d, %Y")
 
 
 class UnsafeArchive(Exception):
@@ -197,7 +196,7 @@ def _is_shares_csv(archive: _Archive, info: zipfile.ZipInfo) -> bool:
         return False
     if PurePosixPath(info.filename).name.lower() == "shares.csv":
         return True
-    first_line = (decode_text(archive.head(info)) or "").split("\n", 1)[0].lower()
+    first_line = decode_bytes(archive.head(info))[0].split("\n", 1)[0].lower()
     return "sharecommentary" in first_line or "sharelink" in first_line
 
 
@@ -326,7 +325,7 @@ def _csv_rows(
     """
     name = info.filename
     try:
-        text = decode_text(archive.read(info))
+        text = decode_bytes(archive.read(info))[0]
     except MemberError as exc:
         batch.reject(name, str(exc))
         return
@@ -385,7 +384,7 @@ def _csv_records(text: str) -> Iterator[tuple[int, list[str], str, str | None]]:
 
 def _parse_html(archive: _Archive, info: zipfile.ZipInfo) -> BeautifulSoup:
     try:
-        return BeautifulSoup(_decode_html(archive.read(info)), "html.parser")
+        return BeautifulSoup(decode_bytes(archive.read(info))[0], "html.parser")
     except ParserRejectedMarkup as exc:
         raise MemberError(f"{info.filename} is not readable HTML: {exc}") from exc
 
@@ -504,40 +503,6 @@ def _preformatted(element: Tag) -> str:
         elif isinstance(piece, NavigableString) and not isinstance(piece, PreformattedString):
             parts.append(str(piece))
     return "".join(parts)
-
-
-def _decode_html(data: bytes) -> str:
-    """HTML bytes as text: UTF-8, else the charset the page declares, else the likeliest encoding."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    declared = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", data[:4096], re.I)
-    if declared is not None:
-        codec = declared.group(1).decode("ascii").lower()
-        codec = "cp1252" if codec in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else codec
-        try:
-            return data.decode(codec)
-        except (LookupError, UnicodeDecodeError):
-            pass
-    return decode_text(data) or data.decode("cp1252", errors="replace")
-
-
-def parse_date(value: str) -> date | None:
-    """An export's date or timestamp (ISO-8601 and the US forms LinkedIn uses); None when blank."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
-        pass
-    for pattern in _DATE_FORMATS:
-        try:
-            return datetime.strptime(value, pattern).date()
-        except ValueError:
-            continue
-    raise ValueError(f"date {value!r} is not a date (expected e.g. 2024-05-01 09:30:00)")
 
 
 def _title_from_text(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 import re
@@ -14,11 +13,11 @@ from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from charset_normalizer import from_bytes
 
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.sources.batch import SourceBatch
+from twin.sources.text import decode_bytes
 
 CLONE_TIMEOUT_S = 600
 GIT_TIMEOUT_S = 60
@@ -169,33 +168,6 @@ def skip_reason(relative_path: str) -> str | None:
     return None
 
 
-def decode_text(data: bytes) -> str | None:
-    """Bytes as text: UTF-8 (a BOM dropped), else the likeliest encoding; None when none fits.
-
-    Short texts are often ambiguous between 8-bit code pages; when Windows-1252 is among the
-    candidates it wins, since Western-European text is by far the most common non-UTF-8 case.
-    """
-    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):
-            try:
-                return data.decode(codec)
-            except UnicodeDecodeError:
-                break
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    matches = from_bytes(data)
-    if any("cp1252" in match.could_be_from_charset for match in matches):
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
-    best = matches.best()
-    return None if best is None else str(best)
-
-
 def format_size(size: int) -> str:
     """`1.2 MB`, `300 KB`, `512 bytes` (decimal units, like the rest of the platform)."""
     for unit, scale in (("MB", 1_000_000), ("KB", 1_000)):
@@ -255,7 +227,7 @@ def _read_text(batch: SourceBatch, path: Path, relative: str, max_file_bytes: in
     if b"\x00" in data:
         batch.reject(relative, "binary file")
         return None
-    text = decode_text(data)
+    text = decode_bytes(data)[0]
     if text is None:
         batch.reject(relative, "not text in UTF-8 or any detectable encoding")
     return text

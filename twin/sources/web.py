@@ -7,7 +7,6 @@ Extraction and link discovery live in `twin/sources/articles.py`.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import re
 import threading
@@ -19,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from urllib.parse import unquote, urljoin, urlsplit
 
-import charset_normalizer
 import psycopg
 import requests
 from bs4 import BeautifulSoup
@@ -38,6 +36,7 @@ from twin.sources.articles import (
     parse_html,
 )
 from twin.sources.batch import SourceBatch
+from twin.sources.text import decode_bytes
 
 DEFAULT_USER_AGENT = "twin-crawler/0.1 (+https://github.com/llm-twin-platform)"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -49,11 +48,6 @@ STAT_KEYS = ("fetched", "not_modified", "rejected", "robots_blocked", "documents
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = ("text/html,application/xhtml+xml,application/rss+xml,application/atom+xml,"
            "application/xml;q=0.9,*/*;q=0.5")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-# WHATWG: these labels mean windows-1252 on the web
-_WINDOWS_1252_ALIASES = frozenset({"iso8859-1", "ascii", "cp1252"})
 
 
 @dataclass(frozen=True)
@@ -271,7 +265,7 @@ class Fetcher:
             media_type, charset = _content_type(reply.headers.get("Content-Type"))
             if not reply.body:
                 raise FetchError(f"empty body: HTTP {reply.status} with no content", reply.status)
-            text, encoding = decode_body(reply.body, charset)
+            text, encoding = decode_bytes(reply.body, charset)
             return Page(url=current, status=reply.status, content_type=media_type, body=reply.body,
                         text=text, encoding=encoding, etag=reply.headers.get("ETag"),
                         last_modified=reply.headers.get("Last-Modified"))
@@ -449,66 +443,6 @@ def _phrase(status: int) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
-
-
-# ----------------------------------------------------------------------------------------------
-# Decoding
-
-
-def decode_body(body: bytes, declared_charset: str | None = None) -> tuple[str, str]:
-    """(text, encoding): BOM, a declared charset (header, then meta) that fits, UTF-8, then detection.
-
-    A declaration is believed only when the bytes decode with it (wrong ones are common), and valid
-    non-ASCII UTF-8 wins over a single-byte declaration.
-    """
-    for bom, bom_encoding in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom):].decode(bom_encoding, errors="replace"), bom_encoding
-    utf8 = _decode_or_none(body, "utf-8")
-    meta = _META_CHARSET.search(body[:4096])
-    for label in (declared_charset, meta.group(1).decode("ascii") if meta else None):
-        encoding = _codec(label)
-        if encoding is None:
-            continue
-        if utf8 is not None and not body.isascii() and not encoding.startswith("utf"):
-            continue  # e.g. UTF-8 pages labelled ISO-8859-1 by a server default: valid UTF-8 wins
-        text = _decode_or_none(body, encoding)
-        if text is not None:
-            return text, encoding
-    if utf8 is not None:
-        return utf8, "utf-8"
-    return _detect(body)
-
-
-def _codec(label: str | None) -> str | None:
-    if not label:
-        return None
-    try:
-        name = codecs.lookup(label).name
-    except LookupError:
-        return None
-    return "cp1252" if name in _WINDOWS_1252_ALIASES else name
-
-
-def _decode_or_none(body: bytes, encoding: str) -> str | None:
-    try:
-        return body.decode(encoding)
-    except (UnicodeDecodeError, LookupError):  # LookupError: a declared codec that is not text
-        return None
-
-
-def _detect(body: bytes) -> tuple[str, str]:
-    matches = charset_normalizer.from_bytes(body[:200_000])
-    # Detectors cannot tell Latin code pages apart on short text (they pick cp1250 for "Señor");
-    # windows-1252 is the web's default, so it wins whenever it is a plausible reading.
-    if any("cp1252" in (match.encoding, *match.could_be_from_charset) for match in matches):
-        text = _decode_or_none(body, "cp1252")
-        if text is not None:
-            return text, "cp1252"
-    best = matches.best()
-    if best is not None:
-        return body.decode(best.encoding, errors="replace"), best.encoding
-    return body.decode("cp1252", errors="replace"), "cp1252"
 
 
 # ----------------------------------------------------------------------------------------------
