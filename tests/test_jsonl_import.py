@@ -42,6 +42,7 @@ def test_each_bad_line_gets_its_reason_and_good_lines_still_land(conn: psycopg.C
         json.dumps({"category": "post", "platform": "x", "url": "https://example.com/noauthor", "content": "hi"}),
         line(url="https://example.com/when", published_at="last tuesday"),
         "   ",
+        line(url="https://example.com/markup", content="<div><br/></div> 🚀🚀"),
     ]
     [summary] = import_jsonl(conn, write(tmp_path / "bad.jsonl", lines), max_document_bytes=MAX_BYTES)
     reasons = {rejection.line_number: rejection.reason for rejection in summary.rejected}
@@ -57,14 +58,15 @@ def test_each_bad_line_gets_its_reason_and_good_lines_still_land(conn: psycopg.C
     assert reasons[10] == "author is empty"
     assert reasons[11] == "author is missing"
     assert reasons[12].startswith("published_at 'last tuesday' is not an ISO-8601 date")
-    assert len(reasons) == 11  # the blank line 13 is not a document and not an error
+    assert reasons[14] == "content has no readable text (only markup, emoji or whitespace)"
+    assert len(reasons) == 12  # the blank line 13 is not a document and not an error
     kept = dict(conn.execute(
         "SELECT line_number, line FROM import_rejections WHERE import_id = %s", (summary.import_id,)).fetchall())
     assert kept[4] == "{not json"
     assert "Sh\\xe9pping" in kept[7]  # the undecodable byte is kept, visibly
     assert kept[8].endswith("…[truncated]")
     assert conn.execute("SELECT accepted, rejected FROM imports WHERE id = %s",
-                        (summary.import_id,)).fetchone() == (1, 11)
+                        (summary.import_id,)).fetchone() == (1, 12)
     assert list(raw_rows(conn)) == ["https://example.com/good"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from twin.cleaning import clean_document
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.raw_store import ImportSummary, Rejection
@@ -88,6 +89,8 @@ def parse_document(line: str, max_document_bytes: int) -> RawDocument:
             f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
             "split the document or raise TWIN_MAX_DOCUMENT_BYTES"
         )
+    if not clean_document(category, content):
+        raise ValueError("content has no readable text (only markup, emoji or whitespace)")
     return RawDocument(
         author=record["author"].strip(),
         category=category,
