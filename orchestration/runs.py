@@ -12,9 +12,6 @@ from tqdm import tqdm
 from assets.partitions import twin_partitions
 from twin.settings import Settings
 
-FEATURE_ASSETS = ("raw/documents", "features/cleaned_documents", "features/chunks",
-                  "features/embeddings")
-
 
 def prepare_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at TWIN_HOME/dagster (unless set) so runs and cursors persist there."""

@@ -23,9 +23,9 @@ from twin.sources.web import (
     CrawlSettings,
     Fetcher,
     HostRateLimiter,
-    RobotsRules,
     crawl,
 )
+from twin.sources.robots import RobotsRules
 from twin.sources.text import decode_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "web"
