@@ -1,0 +1,123 @@
+"""The MLflow model registry: one registered model per twin, aliases `challenger` and `champion`.
+
+Serving asks `resolve_serving_model` which folder to load; until a twin has a champion it gets
+the base model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from twin.base_model import base_model_location
+from twin.errors import TwinError
+from twin.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+EXPERIMENT_PREFIX = "twin-"
+
+
+def registered_model_name(twin: str) -> str:
+    return f"twin-{twin}"
+
+
+def experiment_name(twin: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{twin}"
+
+
+def configure_mlflow(settings: Settings):  # -> mlflow.MlflowClient (mlflow imported lazily)
+    """Point MLflow at the configured store and check that it answers.
+
+    The embedded default is a sqlite database under TWIN_HOME with local artifacts."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as error:  # a network error, a locked or corrupt sqlite file, a bad URI
+        raise TwinError(
+            f"The MLflow tracking store at {uri} is not available ({type(error).__name__}: {error}).",
+            "Start the MLflow server MLFLOW_TRACKING_URI points at, or unset MLFLOW_TRACKING_URI "
+            "to use the embedded store under TWIN_HOME.",
+        ) from error
+    return client
+
+
+def ensure_experiment(client, settings: Settings, twin: str) -> str:
+    """The twin's experiment id; the embedded store keeps artifacts under TWIN_HOME/mlflow."""
+    name = experiment_name(twin)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        location = str(settings.mlflow_artifacts_dir / twin)
+    return client.create_experiment(name, artifact_location=location)
+
+
+def alias_version(client, twin: str, alias: str):  # -> ModelVersion | None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(registered_model_name(twin), alias)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A model folder to load, and what to call it in responses and prompt logs."""
+
+    path: str
+    name: str
+    version: str | None  # the registry version; None for the base model
+    alias: str | None  # "champion"; None for the base model
+
+
+def resolve_serving_model(settings: Settings, twin: str | None) -> ServingModel:
+    """The twin's champion (its merged model folder), or the base model when it has none."""
+    if twin:
+        client = configure_mlflow(settings)
+        version = alias_version(client, twin, CHAMPION)
+        if version is not None:
+            path = local_model_folder(settings, version.source, registered_model_name(twin), str(version.version))
+            return ServingModel(str(path), registered_model_name(twin), str(version.version), CHAMPION)
+    base = base_model_location(settings)
+    return ServingModel(base, Path(base).name, None, None)
+
+
+def local_model_folder(settings: Settings, source: str, name: str, version: str) -> Path:
+    """A local folder for a model version's files: the artifact folder itself when the store is
+    local, otherwise a copy downloaded once into TWIN_HOME/models/registry."""
+    parts = urlsplit(source)
+    if parts.scheme in ("", "file"):
+        folder = Path(parts.path if parts.scheme else source)
+        if not (folder / "config.json").is_file():
+            raise TwinError(
+                f"Model {name} version {version} points at {folder}, which holds no model.",
+                "Its artifacts were deleted; train again (`twin train`) or move the alias to another version.",
+            )
+        return folder
+    import mlflow
+
+    target = settings.models_dir / "registry" / name / f"v{version}"
+    if (target / "config.json").is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    downloaded.rename(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    return target
