@@ -1,0 +1,121 @@
+"""staging/* and marts/*: the dbt project (dbt_project/) over the platform's tables.
+
+dbt tests become asset checks; the models rebuild on their own after their upstream assets change.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from resources import PostgresResource
+from twin.analyst import dbt_environment
+from twin.errors import TwinError
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def prepare_manifest(project: DbtProject = dbt_project) -> Path:
+    """dbt's manifest.json, parsed again when missing or older than a file of the project.
+
+    `make` prepares it; this keeps a fresh checkout or an edited model from breaking the load.
+    Parsing needs no database. It writes to a temporary target, then swaps the manifest in.
+    """
+    manifest = Path(project.manifest_path)
+    sources = [path for folder in ("models", "macros") for path in (project.project_dir / folder).rglob("*")]
+    sources += [project.project_dir / "dbt_project.yml", project.project_dir / "profiles.yml"]
+    if manifest.exists() and manifest.stat().st_mtime >= max(path.stat().st_mtime for path in sources):
+        return manifest
+    dbt = Path(sys.executable).with_name("dbt")
+    with tempfile.TemporaryDirectory(prefix="dbt-parse-") as target:
+        result = subprocess.run(
+            [str(dbt), "parse", "--quiet", "--no-partial-parse", "--target-path", target,
+             "--project-dir", str(project.project_dir), "--profiles-dir", str(project.project_dir)],
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            capture_output=True, text=True, timeout=300,
+        )
+        if result.returncode != 0:
+            raise TwinError(
+                f"dbt could not parse {project.project_dir}: {(result.stdout + result.stderr).strip()[-800:]}",
+                "fix the dbt project, then run `make dbt-manifest`.",
+            )
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(Path(target) / "manifest.json", manifest)
+    return manifest
+
+
+class TwinDbtTranslator(DagsterDbtTranslator):
+    """Keys `[layer, model]` (`staging/stg_chunks`, `marts/twin_content_stats`); eager automation."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "model":
+            layer = dbt_resource_props["fqn"][1]  # [project, folder, ..., model]
+            return dg.AssetKey([layer, dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)  # sources: meta.dagster.asset_key
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "analytics"
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return dg.AutomationCondition.eager()
+
+
+dbt_translator = TwinDbtTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_duplicate_source_asset_keys=True)
+)
+
+
+@contextmanager
+def _dbt_connection_env(url: str) -> Iterator[None]:
+    """TWIN_DBT_* for profiles.yml while dbt's subprocess starts (DbtCliResource copies os.environ)."""
+    variables = dbt_environment(url)
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dbt_assets(manifest=prepare_manifest(), project=dbt_project, dagster_dbt_translator=dbt_translator)
+def analytics_marts(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
+) -> Iterator[Any]:
+    # This process holds the embedded server (postgres.url() starts or joins it) while dbt runs.
+    url = postgres.url()
+    with postgres.connection():  # applies migrations: the analyst role and schemas exist
+        pass
+    with _dbt_connection_env(url):
+        invocation = dbt.cli(["build"], context=context)
+    yield from invocation.stream()
+
+
+marts_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "marts_automation_sensor",
+    target=dg.AssetSelection.assets(analytics_marts),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rebuilds the dbt models (eager) after the assets they read change.",
+)
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
+                          dbt_executable=str(Path(sys.executable).with_name("dbt")))

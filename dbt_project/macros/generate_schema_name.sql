@@ -1,0 +1,4 @@
+{# Models go to the schema they name (`staging`, `analytics`), not `<target>_<name>`. #}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ custom_schema_name | trim if custom_schema_name is not none else target.schema }}
+{%- endmacro %}
