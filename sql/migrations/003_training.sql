@@ -40,7 +40,8 @@ CREATE TABLE model_versions (
     mlflow_run_id        text NOT NULL,
     dataset_fingerprint  text NOT NULL,
     base_model           text NOT NULL,
-    profile              text NOT NULL,
+    profile              text NOT NULL,           -- 'cpu-demo' | 'gpu'
+    training_signature   text NOT NULL,           -- profile settings + base model, as JSON
     train_steps          integer NOT NULL,
     train_loss           double precision,
     train_seconds        double precision NOT NULL,
