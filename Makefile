@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TRAIN_VENV := .venv-train
 TRAIN_BIN := $(TRAIN_VENV)/bin
 
-.PHONY: demo test bench ui browser gpu
+.PHONY: demo test bench ui browser gpu dbt-manifest
 
 $(BIN)/twin: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,15 @@ $(TRAIN_BIN)/axolotl: training/requirements.txt
 	$(TRAIN_BIN)/pip install --quiet -r training/requirements.txt
 	touch $@
 
-demo: $(BIN)/twin $(TRAIN_BIN)/axolotl
+demo: $(BIN)/twin $(TRAIN_BIN)/axolotl dbt-manifest
 	$(BIN)/twin demo
 
-test: $(BIN)/twin $(TRAIN_BIN)/axolotl browser
+test: $(BIN)/twin $(TRAIN_BIN)/axolotl browser dbt-manifest
 	$(BIN)/pytest
+
+# dbt's manifest.json, which the dbt assets load (parsing needs no database; no dbt packages).
+dbt-manifest: $(BIN)/twin
+	DBT_SEND_ANONYMOUS_USAGE_STATS=false $(BIN)/dbt parse --quiet --no-partial-parse --project-dir dbt_project --profiles-dir dbt_project
 
 # Headless Chromium for the chat-page test (Debian packages).
 browser:

@@ -119,3 +119,15 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
                           dbt_executable=str(Path(sys.executable).with_name("dbt")))
+
+
+PROMPT_LOGS_KEY = dg.AssetKey(["serving", "prompt_logs"])
+
+
+def external_upstream_specs(assets: list[Any]) -> list[dg.AssetSpec]:
+    """`serving/prompt_logs` (written by the serving API, not by Dagster) unless an asset declares it."""
+    declared = {key for asset in assets for key in getattr(asset, "keys", {getattr(asset, "key", None)})}
+    if PROMPT_LOGS_KEY in declared:
+        return []
+    return [dg.AssetSpec(PROMPT_LOGS_KEY, group_name="serving",
+                         description="Table prompt_logs: one row per request the serving API answered.")]

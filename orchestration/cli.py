@@ -85,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("db-url", help="print a URL psql accepts (starts the embedded server)")
     command.set_defaults(run=cmd_db_url)
 
+    command = commands.add_parser("embed", help="print the query vector of TEXT as a pgvector literal")
+    command.add_argument("text")
+    command.set_defaults(run=cmd_embed)
+
+    command = commands.add_parser("analyst-url", help="enable the read-only twin_analyst login; print its URL")
+    command.set_defaults(run=cmd_analyst_url)
+
+    command = commands.add_parser("dbt", help="run dbt on dbt_project/ against the platform's database")
+    command.add_argument("dbt_args", nargs=argparse.REMAINDER, help="e.g. build, test -s marts")
+    command.set_defaults(run=cmd_dbt)
+
     command = commands.add_parser("db-stop", help="stop the embedded PostgreSQL")
     command.set_defaults(run=cmd_db_stop)
 
@@ -196,6 +207,38 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
         pass  # applies migrations, so psql sees the schema
     print(url)
     return 0
+
+
+def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.analyst import query_embedding, vector_literal
+
+    print(vector_literal(query_embedding(load_embedder(settings.embedding_model), args.text)))
+    return 0
+
+
+def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.analyst import analyst_url, enable_analyst_login
+
+    url = database_url(settings)
+    with connect(url) as conn:
+        enable_analyst_login(conn, os.environ.get("TWIN_ANALYST_PASSWORD") or None,
+                             embedded=settings.database_url is None)
+    print(analyst_url(url))
+    return 0
+
+
+def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
+    import subprocess
+
+    from twin.analyst import dbt_environment
+
+    project = Path(__file__).resolve().parents[1] / "dbt_project"
+    url = database_url(settings)  # this process holds the embedded server while dbt runs
+    with connect(url):
+        pass  # migrations: the analytics schema and the analyst role exist
+    dbt = Path(sys.executable).with_name("dbt")
+    command = [str(dbt), *(args.dbt_args or ["build"]), "--project-dir", str(project), "--profiles-dir", str(project)]
+    return subprocess.run(command, env={**os.environ, **dbt_environment(url)}).returncode
 
 
 def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,16 +19,20 @@ from twin.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for the given settings (the embedded database unless DATABASE_URL is set)."""
     database_url = dg.EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else None
+    from assets.marts import analytics_marts, dbt_resource, external_upstream_specs, marts_automation_sensor
+
+    assets = [raw_documents, cleaned_documents, chunks, embeddings]
     return dg.Definitions(
-        assets=[raw_documents, cleaned_documents, chunks, embeddings],
+        assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
         jobs=[build_features_job],
-        sensors=[source_change_sensor],
+        sensors=[source_change_sensor, marts_automation_sensor],
         schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),
             "embedding_model": EmbeddingModelResource(model=settings.embedding_model),
             "profiles": ProfilesResource(path=str(profiles_path())),
             "s3": S3Resource(endpoint_url=os.environ.get("TWIN_S3_ENDPOINT_URL") or None),
+            "dbt": dbt_resource(),
         },
     )
 

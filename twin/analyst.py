@@ -39,7 +39,7 @@ def query_embedding(embedder: Embedder, text: str) -> list[float]:
 
 def vector_literal(vector: list[float]) -> str:
     """pgvector's text form, e.g. `[0.1,-0.2]`, accepted by `'...'::vector` in psql."""
-    return "[" + ",".join(repr(value) for value in vector) + "]"
+    return "[" + ",".join(f"{value:.8g}" for value in vector) + "]"
 
 
 def enable_analyst_login(conn: psycopg.Connection, password: str | None, embedded: bool) -> None:
