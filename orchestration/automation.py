@@ -88,3 +88,16 @@ def build_recrawl_schedule(cron: str = DEFAULT_RECRAWL_CRON) -> dg.ScheduleDefin
         ]
 
     return source_recrawl_schedule
+
+
+def build_continuous_training_sensor(enabled: bool) -> dg.AutomationConditionSensorDefinition:
+    """Declarative Automation for the training group only (datasets -> adapter -> eval -> champion),
+    in its own sensor so that continuous training can be switched off (in the UI, or with
+    TWIN_CONTINUOUS_TRAINING=off) while sources and features keep running."""
+    return dg.AutomationConditionSensorDefinition(
+        "continuous_training_sensor",
+        target=dg.AssetSelection.groups("training"),
+        default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=60,
+        description="Changed cleaned documents -> a new dataset version -> training -> evaluation -> promotion.",
+    )

@@ -10,3 +10,10 @@ build_features_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(raw_documents, cleaned_documents, chunks, embeddings),
     description="Raw documents -> cleaned documents -> chunks -> embeddings for one twin.",
 )
+
+train_twin_job = dg.define_asset_job(
+    "train_twin_job",
+    selection=dg.AssetSelection.keys(
+        ["datasets", "instruct"], ["models", "twin_adapter"], ["evaluation", "twin_eval"], ["models", "champion"]),
+    description="Dataset version -> LoRA fine-tune (Axolotl via Pipes) -> evaluation -> promotion, for one twin.",
+)

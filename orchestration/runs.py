@@ -13,13 +13,23 @@ from assets.partitions import twin_partitions
 from twin.settings import Settings
 
 
+# Telemetry off (offline); every concurrency pool holds one step at a time: the only pool is
+# `training`, so at most one fine-tune runs at once however many twins changed.
+DAGSTER_YAML = """telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
 def prepare_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at TWIN_HOME/dagster (unless set) so runs and cursors persist there."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -86,6 +96,71 @@ def materialize_twins(settings: Settings, twins: list[str]) -> list[TwinRunOutco
             outcome.error = _failure_text(result)
         outcomes.append(outcome)
     return outcomes
+
+
+@dataclass
+class TrainingOutcome:
+    """One twin's run of train_twin_job. `gate_failed`: the challenger did not beat the champion,
+    which is a normal outcome of continuous training, not an error."""
+
+    twin: str
+    success: bool
+    run_id: str
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+    gate_failed: bool = False
+    gate_reason: str = ""
+    error: str = ""
+
+    def summary_lines(self) -> list[str]:
+        dataset = self.metadata.get("datasets/instruct", {})
+        adapter = self.metadata.get("models/twin_adapter", {})
+        evaluation = self.metadata.get("evaluation/twin_eval", {})
+        champion = self.metadata.get("models/champion", {})
+        lines = []
+        if dataset:
+            lines.append(f"dataset {str(dataset.get('fingerprint', ''))[:16]} ({'new' if dataset.get('new_version') else 'unchanged'}): "
+                         f"{dataset.get('train_rows')} train / {dataset.get('test_rows')} test examples")
+        elif self.success:
+            lines.append("no dataset: see the warning above")
+        if adapter:
+            lines.append(f"trained {adapter.get('registered_model')} v{adapter.get('version')}: {adapter.get('train_steps')} steps, "
+                         f"loss {adapter.get('first_loss', 0):.3f} -> {adapter.get('last_loss', 0):.3f}, "
+                         f"{adapter.get('train_seconds')} s, {adapter.get('tokens_per_s')} tokens/s (MLflow run {str(adapter.get('mlflow_run_id'))[:8]})")
+        elif dataset and self.success:
+            lines.append("nothing to train: this dataset version was already trained with these settings")
+        if evaluation:
+            lines.append(str(evaluation.get("report", "")))
+        if champion:
+            lines.append(f"champion: {champion.get('registered_model')} v{champion.get('champion_version')}")
+        elif self.gate_failed:
+            lines.append(f"not promoted: {self.gate_reason}")
+        return lines
+
+
+def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None) -> TrainingOutcome:
+    """Run train_twin_job for one twin, in this process, recorded on the instance."""
+    from orchestration.definitions import build_definitions
+
+    instance = dagster_instance(settings)
+    register_twins(settings, [twin])
+    job = build_definitions(settings).resolve_job_def("train_twin_job")
+    run_config = {**_QUIET_CONSOLE, "ops": {"models__twin_adapter": {"config": {"profile": profile, "max_steps": max_steps}}}}
+    result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False, run_config=run_config)
+    outcome = TrainingOutcome(twin=twin, success=result.success, run_id=result.run_id)
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        outcome.metadata[materialization.asset_key.to_user_string()] = {
+            key: value.value for key, value in materialization.metadata.items()}
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name == "beats_champion" and not evaluation.passed:
+            outcome.gate_failed = True
+            outcome.gate_reason = str(evaluation.metadata.get("reason").value if evaluation.metadata.get("reason") else "")
+    failed_steps = {event.step_key for event in result.get_step_failure_events()}
+    if not result.success and failed_steps <= {"evaluation__twin_eval"} and outcome.gate_failed:
+        outcome.success = True  # only the promotion gate said no
+    elif not result.success:
+        outcome.error = _failure_text(result)
+    return outcome
 
 
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:

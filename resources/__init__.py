@@ -3,5 +3,6 @@
 from resources.embedding import EmbeddingModelResource
 from resources.postgres import PostgresResource
 from resources.profiles import ProfilesResource
+from resources.training import TrainingResource
 
-__all__ = ["EmbeddingModelResource", "PostgresResource", "ProfilesResource"]
+__all__ = ["EmbeddingModelResource", "PostgresResource", "ProfilesResource", "TrainingResource"]

@@ -1,0 +1,206 @@
+"""models/* and evaluation/*: LoRA fine-tuning through Dagster Pipes, evaluation, promotion.
+
+models/twin_adapter trains on the newest dataset version (unless that version was already
+trained with the same settings), registers the merged model in MLflow with alias `challenger`;
+evaluation/twin_eval compares it with the champion (or the base model) on held-out documents; its
+blocking check `beats_champion` gates models/champion, which moves the `champion` alias.
+"""
+
+import json
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from assets.datasets import instruct_dataset
+from assets.partitions import twin_partitions
+from resources import EmbeddingModelResource, PostgresResource, TrainingResource
+from training.axolotl_config import training_profile
+from training.dataset_versions import find_version, latest_version
+from training.evaluation import EvalSettings, evaluate, load_examples
+from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
+from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
+from twin.base_model import base_model_location
+
+TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
+
+
+class TrainingConfig(dg.Config):
+    profile: str = "cpu-demo"  # "cpu-demo" or "gpu"
+    max_steps: int | None = None  # overrides the profile's
+    qlora: bool = False
+
+
+@dg.asset(
+    key=["models", "twin_adapter"],
+    deps=[instruct_dataset],
+    partitions_def=twin_partitions,
+    group_name="training",
+    kinds={"axolotl", "mlflow"},
+    pool=TRAINING_POOL,
+    output_required=False,
+    automation_condition=dg.AutomationCondition.eager(),
+    description="LoRA adapter + merged model (Axolotl, through Dagster Pipes), registered in MLflow as "
+                "a new version of twin-<name> with alias `challenger`.",
+)
+def twin_adapter(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    postgres: PostgresResource,
+    training: TrainingResource,
+    s3: S3Resource,
+):
+    twin = context.partition_key
+    settings = training.settings()
+    profile = training_profile(config.profile, config.max_steps, config.qlora)
+    base_model = base_model_location(settings)
+    with postgres.connection() as conn:
+        newest = latest_version(conn, twin, "instruct")
+        if newest is None:
+            context.log.warning(f"{twin} has no dataset version yet; materialize datasets/instruct first.")
+            return
+        trained = already_trained(conn, twin, newest[0], profile, base_model)
+        if trained is not None:
+            context.log.info(f"Dataset {newest[0][:16]} was already trained with profile {profile.name} "
+                             f"(version {trained}); nothing to train.")
+            return
+    store = training.artifact_store(s3.get_client() if settings.artifacts_uri.startswith("s3://") else None)
+    with postgres.connection() as conn:
+        dataset = find_version(conn, store, twin, "instruct", newest[0])
+    if dataset is None:
+        raise dg.Failure(f"The files of dataset {newest[0][:16]} for {twin} are gone; re-materialize datasets/instruct.")
+    run = start_training_run(settings, twin, dataset, profile, base_model)
+    context.log.info(f"MLflow run {run.run_id}; Axolotl profile {profile.name}; config {run.config_path}")
+    try:
+        result = training.launch(context, run)
+        metrics = {key: value.value for key, value in (result.metadata or {}).items()
+                   if isinstance(value.value, (int, float)) and not isinstance(value.value, bool)}
+        with postgres.connection() as conn:
+            registered = register_trained_model(settings, conn, run, metrics)
+    except BaseException:
+        fail_training_run(settings, run)
+        raise
+    yield dg.MaterializeResult(
+        metadata={
+            **(result.metadata or {}),
+            "registered_model": registered.name,
+            "version": registered.version,
+            "alias": CHALLENGER,
+            "mlflow_run_id": run.run_id,
+            "dataset_fingerprint": dataset.fingerprint,
+            "profile": profile.name,
+            "base_model": base_model,
+        },
+        data_version=dg.DataVersion(f"{registered.name}/{registered.version}"),
+    )
+
+
+class EvaluationConfig(dg.Config):
+    max_examples: int = 24
+    generation_examples: int = 4
+    max_new_tokens: int = 48
+
+
+@dg.asset(
+    key=["evaluation", "twin_eval"],
+    deps=[twin_adapter],
+    partitions_def=twin_partitions,
+    group_name="training",
+    kinds={"mlflow"},
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[dg.AssetCheckSpec("beats_champion", asset=["evaluation", "twin_eval"], blocking=True,
+                                   description="The challenger's held-out perplexity is below the champion's "
+                                               "(or the base model's when there is no champion).")],
+    description="The challenger against the champion (or base model) on the held-out documents: "
+                "perplexity, style similarity, answer length. Table evaluations + MLflow.",
+)
+def twin_eval(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    postgres: PostgresResource,
+    training: TrainingResource,
+    embedding_model: EmbeddingModelResource,
+) -> dg.MaterializeResult:
+    twin = context.partition_key
+    settings = training.settings()
+    client = configure_mlflow(settings)
+    name = registered_model_name(twin)
+    challenger = alias_version(client, twin, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(f"{name} has no `challenger` version to evaluate; materialize models/twin_adapter first.")
+    champion = alias_version(client, twin, CHAMPION)
+    base = base_model_location(settings)
+    challenger_path = str(local_model_folder(settings, challenger.source, name, str(challenger.version)))
+    reference = ("base model", base)
+    if champion is not None and champion.version != challenger.version:
+        reference = (f"champion v{champion.version}", str(local_model_folder(settings, champion.source, name, str(champion.version))))
+    dataset_fingerprint = challenger.tags.get("dataset_fingerprint", "")
+    store = training.artifact_store()
+    examples = load_examples(store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}"), config.max_examples)
+    report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
+                      embedding_model.embedder(),
+                      EvalSettings(max_examples=config.max_examples, generation_examples=config.generation_examples,
+                                   max_new_tokens=config.max_new_tokens))
+    summary = {
+        "eval_perplexity": report.challenger.perplexity, "eval_reference_perplexity": report.reference.perplexity,
+        "eval_base_perplexity": report.base.perplexity, "eval_style_similarity": report.challenger.style_similarity or 0.0,
+        "eval_mean_answer_words": report.challenger.mean_answer_words or 0.0,
+    }
+    for key, value in summary.items():
+        client.log_metric(challenger.run_id, key, float(value))
+    client.log_text(challenger.run_id, report.markdown(), "evaluation/report.md")
+    client.set_model_version_tag(name, challenger.version, "eval_perplexity", f"{report.challenger.perplexity:.4f}")
+    with postgres.connection() as conn:
+        conn.execute(
+            """INSERT INTO evaluations (registered_model, version, twin, dataset_fingerprint, reference, examples,
+                   perplexity, reference_perplexity, base_perplexity, style_similarity, reference_style_similarity,
+                   mean_answer_words, promoted, reason, report)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (name, int(challenger.version), twin, dataset_fingerprint, report.reference.label, report.examples,
+             report.challenger.perplexity, report.reference.perplexity, report.base.perplexity,
+             report.challenger.style_similarity, report.reference.style_similarity, report.challenger.mean_answer_words,
+             report.promoted, report.reason, json.dumps(report.as_dict())),
+        )
+    return dg.MaterializeResult(
+        metadata={"report": dg.MetadataValue.md(report.markdown()), "version": int(challenger.version),
+                  "reference": report.reference.label, "promoted": report.promoted,
+                  **{key: round(float(value), 4) for key, value in summary.items()}},
+        check_results=[dg.AssetCheckResult(
+            check_name="beats_champion", passed=report.promoted, severity=dg.AssetCheckSeverity.ERROR,
+            description=report.reason, metadata={"reason": report.reason, "version": int(challenger.version)})],
+    )
+
+
+@dg.asset(
+    key=["models", "champion"],
+    deps=[twin_eval],
+    partitions_def=twin_partitions,
+    group_name="training",
+    kinds={"mlflow"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Moves the MLflow alias `champion` to the challenger that passed evaluation/twin_eval's gate.",
+)
+def champion(context: dg.AssetExecutionContext, postgres: PostgresResource, training: TrainingResource) -> dg.MaterializeResult:
+    twin = context.partition_key
+    settings = training.settings()
+    client = configure_mlflow(settings)
+    name = registered_model_name(twin)
+    with postgres.connection() as conn:
+        row = conn.execute(
+            "SELECT version, promoted, reason FROM evaluations WHERE twin = %s ORDER BY id DESC LIMIT 1", (twin,)
+        ).fetchone()
+        if row is None or not row[1]:
+            raise dg.Failure(f"The latest evaluation of {name} did not pass the gate; nothing to promote.")
+        version, _, reason = row
+        previous = alias_version(client, twin, CHAMPION)
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        conn.execute(
+            "INSERT INTO promotions (registered_model, version, twin, previous_version) VALUES (%s, %s, %s, %s)",
+            (name, version, twin, int(previous.version) if previous is not None else None),
+        )
+    context.log.info(f"{name} v{version} is the champion ({reason}).")
+    return dg.MaterializeResult(
+        metadata={"registered_model": name, "champion_version": version,
+                  "previous_champion": int(previous.version) if previous is not None else None, "reason": reason},
+        data_version=dg.DataVersion(f"{name}/{version}"),
+    )
+

