@@ -1,0 +1,152 @@
+"""Instruct datasets: deterministic versions, document-level split, checks, generators, skips."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from training.artifacts import ArtifactStore
+from training.dataset_versions import NotEnoughData, build_instruct_dataset, check_dataset
+from training.instructions import LLMEndpoint, LLMInstructionGenerator, OfflineInstructionGenerator, parse_instruction
+from training.passages import SourceDocument, split_passages
+from twin.features import clean_documents
+from twin.sources.jsonl import import_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def import_twin(conn, slug: str) -> None:
+    import_jsonl(conn, REPO / "sample_corpus" / f"{slug}.jsonl", max_document_bytes=1_000_000)
+    clean_documents(conn, slug)
+
+
+def test_same_snapshot_gives_the_same_version_and_an_edit_a_new_one(conn, tmp_path: Path) -> None:
+    import_twin(conn, "maya-lindqvist")
+    store = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache")
+    first = build_instruct_dataset(conn, "maya-lindqvist", OfflineInstructionGenerator(), store, progress=False)
+    assert first.created and first.train_rows > 100 and first.test_rows > 0
+    again = build_instruct_dataset(conn, "maya-lindqvist", OfflineInstructionGenerator(), store, progress=False)
+    assert (again.fingerprint, again.created) == (first.fingerprint, False)
+    assert conn.execute("SELECT count(*) FROM dataset_versions").fetchone()[0] == 1
+
+    # a second store from scratch makes byte-identical rows: the generator is deterministic
+    other = ArtifactStore(str(tmp_path / "other"), tmp_path / "cache2")
+    conn.execute("DELETE FROM dataset_versions")
+    rebuilt = build_instruct_dataset(conn, "maya-lindqvist", OfflineInstructionGenerator(), other, progress=False)
+    assert rebuilt.fingerprint == first.fingerprint
+    assert pq.read_table(rebuilt.local_dir / "train.parquet").to_pylist() == pq.read_table(first.local_dir / "train.parquet").to_pylist()
+
+    conn.execute("UPDATE cleaned_documents SET content = content || %s, content_hash = 'edited' "
+                 "WHERE document_id = (SELECT min(document_id) FROM cleaned_documents)", ("\n\nOne more paragraph about vacuum.",))
+    edited = build_instruct_dataset(conn, "maya-lindqvist", OfflineInstructionGenerator(), other, progress=False)
+    assert edited.created and edited.fingerprint != first.fingerprint
+    lineage = conn.execute("SELECT count(DISTINCT fingerprint), count(*) FROM dataset_documents").fetchone()
+    assert lineage == (2, 2 * first.documents)
+
+
+def test_split_is_by_document_and_every_check_passes(conn, tmp_path: Path) -> None:
+    import_twin(conn, "tomas-herrera")
+    version = build_instruct_dataset(conn, "tomas-herrera", OfflineInstructionGenerator(),
+                                     ArtifactStore(str(tmp_path), tmp_path / "c"), progress=False)
+    train = pq.read_table(version.local_dir / "train.parquet").to_pylist()
+    test = pq.read_table(version.local_dir / "test.parquet").to_pylist()
+    assert {r["document_id"] for r in train}.isdisjoint({r["document_id"] for r in test})
+    assert len({r["document_id"] for r in test}) == version.test_documents
+    assert all(r["messages"][1]["content"] == r["output"] for r in train + test)  # the author's own words
+    splits = dict(conn.execute("SELECT split, count(*) FROM dataset_documents GROUP BY split").fetchall())
+    assert splits == {"train": version.documents - version.test_documents, "test": version.test_documents}
+    assert all(check.passed for check in check_dataset(version.local_dir)), check_dataset(version.local_dir)
+
+
+def test_checks_catch_leakage_duplicates_and_empty_answers(conn, tmp_path: Path) -> None:
+    import_twin(conn, "priya-raman")
+    version = build_instruct_dataset(conn, "priya-raman", OfflineInstructionGenerator(),
+                                     ArtifactStore(str(tmp_path), tmp_path / "c"), progress=False)
+    from datasets import Dataset
+
+    train = pq.read_table(version.local_dir / "train.parquet").to_pylist()
+    test = pq.read_table(version.local_dir / "test.parquet").to_pylist()
+    broken = train + [test[0], train[0], {**train[1], "output": " ", "messages": [train[1]["messages"][0], {"role": "assistant", "content": ""}]}]
+    Dataset.from_list(broken).to_parquet(str(version.local_dir / "train.parquet"))
+    failed = {check.name for check in check_dataset(version.local_dir) if not check.passed}
+    assert failed == {"no_train_test_leakage", "no_duplicate_pairs", "no_empty_fields"}
+
+
+def test_a_twin_with_too_little_text_is_skipped_with_the_reason(conn, tmp_path: Path) -> None:
+    row = json.dumps({"author": "Tiny Writer", "category": "post", "platform": "linkedin",
+                      "url": "https://example.com/p/1", "content": "Just one short post about tides and fish."})
+    (tmp_path / "tiny.jsonl").write_text(row + "\n")
+    import_jsonl(conn, tmp_path / "tiny.jsonl", max_document_bytes=1_000_000)
+    clean_documents(conn, "tiny-writer")
+    with pytest.raises(NotEnoughData, match="1 cleaned document"):
+        build_instruct_dataset(conn, "tiny-writer", OfflineInstructionGenerator(),
+                               ArtifactStore(str(tmp_path / "a"), tmp_path / "c"), progress=False)
+    assert conn.execute("SELECT count(*) FROM dataset_versions").fetchone()[0] == 0
+
+
+def test_offline_instructions_use_title_heading_and_key_phrases() -> None:
+    document = SourceDocument(1, "https://x/a", "Partitioning a Two-Billion-Row Table", "article", "medium",
+                              "## Why partition at all\n\n" + "Range partitioning by month keeps the orders table fast. " * 12,
+                              "h")
+    passages = split_passages(document)
+    instruction = OfflineInstructionGenerator().instruction_for(passages[0])
+    assert passages[0].heading == "Why partition at all"
+    assert "Partitioning a Two-Billion-Row Table" in instruction or "Why partition at all" in instruction
+    assert "partitioning" in instruction.lower() or "orders" in instruction.lower()
+
+
+class _FlakyEndpoint(BaseHTTPRequestHandler):
+    """A real HTTP server speaking the OpenAI chat format: good JSON, malformed JSON, or 500."""
+
+    calls: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        passage = body["messages"][0]["content"]
+        _FlakyEndpoint.calls.append(passage)
+        if "BROKEN" in passage:
+            content = "Sure! Here is an instruction without any JSON"
+        elif "DOWN" in passage:
+            self.send_response(500)
+            self.end_headers()
+            return
+        else:
+            content = '```json\n{"instruction": "Describe the reef at dawn."}\n```'
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_llm_generator_retries_then_records_per_passage_failures() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        generator = LLMInstructionGenerator(LLMEndpoint(
+            base_url=f"http://127.0.0.1:{server.server_port}/v1", model="twin", retries=2, backoff_s=0.01, timeout_s=5))
+        documents = [SourceDocument(i, f"https://x/{i}", f"T{i}", "post", "linkedin", text, "h") for i, text in
+                     enumerate(["A calm post about the reef at dawn and the fish that wake early " * 3,
+                                "BROKEN reply expected for this long enough post about kelp forests " * 3,
+                                "DOWN server expected for this long enough post about sea urchins " * 3])]
+        result = generator.generate([p for d in documents for p in split_passages(d)])
+    finally:
+        server.shutdown()
+    assert [i.instruction for i in result.instructions] == ["Describe the reef at dawn."]
+    reasons = {f.passage.document.url: f.reason for f in result.failures}
+    assert "malformed reply" in reasons["https://x/1"] and "HTTP 500" in reasons["https://x/2"]
+    assert sum("BROKEN" in c for c in _FlakyEndpoint.calls) == 2  # retried
+
+
+def test_parse_instruction_refuses_replies_without_an_instruction() -> None:
+    assert parse_instruction('{"instruction": " Write it. "}') == "Write it."
+    for bad in ("no json", '{"instruction": ""}', '{"other": "x"}'):
+        with pytest.raises(ValueError):
+            parse_instruction(bad)
