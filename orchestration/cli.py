@@ -79,6 +79,37 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true", help="print a JSON list")
     command.set_defaults(run=cmd_search)
 
+    command = commands.add_parser("serve", help="run the serving API (chat page, /v1, /metrics)")
+    command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    command.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    command.add_argument("--role", choices=["all", "model", "rag"], default="all",
+                         help="all: one process; model: only generation (GPU host); "
+                              "rag: retrieval + prompts, generating through TWIN_MODEL_ENDPOINT")
+    command.set_defaults(run=cmd_serve)
+
+    command = commands.add_parser("ask", help="answer a question in a twin's voice, with numbered sources")
+    command.add_argument("question")
+    command.add_argument("--twin", help="the twin (name or slug); found in the question when omitted")
+    command.add_argument("--category", choices=["article", "post", "repository"], help="only this category")
+    command.add_argument("-k", type=int, default=None, help="chunks to retrieve (default 5)")
+    command.add_argument("--max-tokens", type=int, default=None, help="answer length (default 256)")
+    command.add_argument("--json", action="store_true", help="print the answer and sources as JSON")
+    command.set_defaults(run=cmd_ask)
+
+    command = commands.add_parser("train", help="dataset -> LoRA fine-tune -> evaluation -> promotion for a twin")
+    command.add_argument("--twin", required=True, help="twin slug")
+    command.add_argument("--profile", choices=["cpu-demo", "gpu"], default="cpu-demo")
+    command.add_argument("--max-steps", type=int, default=None, help="override the profile's step count")
+    command.set_defaults(run=cmd_train)
+
+    command = commands.add_parser("models", help="a twin's model versions, aliases and evaluation figures")
+    command.add_argument("--twin", required=True, help="twin slug")
+    command.set_defaults(run=cmd_models)
+
+    command = commands.add_parser("mlflow-ui", help="open the MLflow UI on the embedded tracking store")
+    command.add_argument("--port", type=int, default=5000)
+    command.set_defaults(run=cmd_mlflow_ui)
+
     command = commands.add_parser("demo", help="import the sample corpus, materialize it, search it")
     command.set_defaults(run=cmd_demo)
 
@@ -187,6 +218,34 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print("no results (has `twin materialize` run?)")
     for rank, hit in enumerate(hits, start=1):
         _print_hit(rank, hit)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.server import serve
+
+    serve(settings, args.host, args.port, args.role)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.rag import answer_question
+
+    if args.k is not None and not 1 <= args.k <= 20:
+        raise TwinError(f"-k must be between 1 and 20 (got {args.k}).", "pass -k 5, for example.")
+    result = answer_question(settings, args.question, args.twin, category=args.category, k=args.k,
+                             max_tokens=args.max_tokens)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        return 0
+    print(result.answer or "(the model returned no text)")
+    print()
+    version = f" v{result.model_version}" if result.model_version else ""
+    print(f"sources ({result.model_name}{version}, {result.backend}):")
+    if not result.sources:
+        print("  none found (has `twin materialize` run?)")
+    for source in result.sources:
+        print(f"  [{source.number}] {source.title} - {source.author} ({source.category}) {source.url}")
     return 0
 
 

@@ -147,3 +147,14 @@ def base_model(twin_home: Path) -> str:
     from twin.settings import Settings
 
     return base_model_location(Settings.from_env())
+
+
+@pytest.fixture(scope="session")
+def serving_server(twin_home: Path, sample_database: str, base_model: str) -> Iterator[object]:
+    """The serving API (role all, real transformers backend on SmolLM2, the sample corpus),
+    listening on 127.0.0.1 in this process; shared by the serving API and browser tests."""
+    from tests.serving_support import serving_config, serving_settings, start_server
+
+    running = start_server(serving_settings(twin_home, sample_database), serving_config())
+    yield running
+    running.stop()

@@ -1,0 +1,513 @@
+"""The serving API (FastAPI): OpenAI-compatible chat completions, /v1/rag with cited sources,
+health, readiness, Prometheus metrics and the chat page. No Dagster import.
+
+Roles: `all` (model + RAG in one process), `model` (only generation: chat completions without
+retrieval, for a GPU host) and `rag` (retrieval + prompts, generating through TWIN_MODEL_ENDPOINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.backends.base import PromptTooLong
+from serving.config import ROLES, ServingConfig
+from serving.gate import AdmissionGate, QueueFull, QueueTimeout
+from serving.metrics import Metrics
+from serving.models import ModelManager, ModelUnavailable
+from serving.monitoring import Monitor
+from serving.rag import DatabaseUnavailable, PreparedRequest, RagService, UnknownTwin
+from twin.errors import TwinError
+from twin.settings import Settings
+
+log = logging.getLogger("twin.serving")
+STATIC = Path(__file__).resolve().parent / "static"
+Category = Literal["article", "post", "repository"]
+_END = object()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(description="the twin (slug or name); GET /v1/models lists them")
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stream: bool = False
+    retrieval: bool = Field(True, description="ground the answer in the twin's writing")
+    k: int | None = Field(None, ge=1, le=20)
+    category: Category | None = None
+
+
+class RagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    twin: str | None = None
+    category: Category | None = None
+    k: int | None = Field(None, ge=1, le=20)
+    max_tokens: int | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stream: bool = False
+    expand: int | None = Field(None, ge=0, le=5, description="query variants written by the LLM")
+
+
+@dataclass
+class Ticket:
+    """A request's place in the generation queue; released exactly once."""
+
+    gate: AdmissionGate
+    metrics: Metrics
+    had_turn: bool = False
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.gate.leave(self.had_turn)
+            self.metrics.queue_depth.set(self.gate.inside)
+
+
+@dataclass
+class Outcome:
+    pieces: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces).strip()
+
+
+class GenerationTimeout(Exception):
+    pass
+
+
+class Runtime:
+    def __init__(self, settings: Settings, config: ServingConfig, role: str) -> None:
+        if role not in ROLES:
+            raise TwinError(f"Unknown role {role!r}.", f"use one of {', '.join(ROLES)}.")
+        self.settings, self.config, self.role = settings, config, role
+        self.metrics = Metrics()
+        self.models = ModelManager(settings, config)
+        self.with_database = role != "model"
+        self.monitor = Monitor(settings, None, traces=True)
+        self.service = RagService(settings, config, self.models, self.monitor, with_database=self.with_database)
+        self.gate = AdmissionGate(config.max_concurrent_generations, config.max_queued_requests)
+        self.executor = ThreadPoolExecutor(max_workers=config.max_concurrent_generations + 2,
+                                           thread_name_prefix="twin-generation")
+
+    def start(self) -> None:
+        if self.with_database:
+            try:
+                self.monitor.database_url = self.service.database_url()
+            except TwinError as error:  # readyz says 503 until the database is back
+                log.warning("database not available at start: %s", error.message)
+
+    def close(self) -> None:
+        self.monitor.close()
+        self.service.close()
+        self.models.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(settings: Settings | None = None, config: ServingConfig | None = None, role: str = "all") -> FastAPI:
+    runtime = Runtime(settings or Settings.from_env(), config or ServingConfig.from_env(), role)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(runtime.start)
+        yield
+        await asyncio.to_thread(runtime.close)
+
+    app = FastAPI(title="LLM Twin serving", version="1", lifespan=lifespan)
+    app.state.runtime = runtime
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.message, error.kind, error.param)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return _error(400, "The request body is not valid JSON.", param=None)
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "body"
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in problem.get('loc', ())[1:]) or 'body'}: {problem.get('msg')}"
+            for problem in problems[:5])
+        return _error(422, message, param=where)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        if endpoint != "/metrics":
+            runtime.metrics.request_seconds.labels(endpoint, str(response.status_code)).observe(
+                time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "role": runtime.role}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        body: dict[str, object] = {"role": runtime.role, "loaded_models": runtime.models.loaded(),
+                                   "queue": runtime.gate.inside}
+        if runtime.with_database:
+            try:
+                await asyncio.to_thread(runtime.service.ping)
+                runtime.monitor.database_url = runtime.service.database_url()
+            except TwinError as error:
+                return JSONResponse({**body, "status": "unavailable", "error": error.message, "fix": error.fix},
+                                    status_code=503)
+        return JSONResponse({**body, "status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, object]:
+        key = _check_key(runtime, request, None)
+        rows = await _call(runtime, _model_rows, runtime)
+        allowed = [row for row in rows if runtime.config.key_allows(key, str(row["id"])) == 200]
+        return {"object": "list", "data": allowed}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatRequest, request: Request) -> Response:
+        key = _check_key(runtime, request, None)
+        max_tokens = _max_tokens(runtime.config, body.max_completion_tokens or body.max_tokens)
+        last = body.messages[-1]
+        if last.role != "user":
+            raise ApiError(422, "The last message must be the user's (role 'user').", param="messages")
+        question = _check_question(runtime.config, last.content, "messages[-1].content")
+        twin = await _call(runtime, runtime.service.resolve_twin, None if body.model == "base" else body.model)
+        _check_key(runtime, request, twin, key)
+        retrieval = body.retrieval and runtime.with_database
+        history = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
+        raw = [{"role": m.role, "content": m.content} for m in body.messages]
+        prepared, ticket = await _admit_and_prepare(runtime, dict(
+            endpoint="/v1/chat/completions", question=question, twin=twin, category=body.category, k=body.k,
+            retrieval=retrieval, history=history, raw_messages=raw))
+        created = int(time.time())
+        model_id = twin or "base"
+        extra = {"sources": [s.as_json() for s in prepared.sources], "model_version": prepared.loaded.model.version,
+                 "model_alias": prepared.loaded.model.alias, "backend": prepared.loaded.backend.name}
+        if body.stream:
+            async def events() -> AsyncIterator[str]:
+                head = {"id": prepared.request_id, "object": "chat.completion.chunk", "created": created,
+                        "model": model_id, **extra,
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                     "finish_reason": None}]}
+                yield _sse(head)
+                outcome = Outcome()
+                try:
+                    async for piece in _generate(runtime, prepared, ticket, max_tokens, body.temperature,
+                                                 outcome, request):
+                        yield _sse({"id": prepared.request_id, "object": "chat.completion.chunk",
+                                    "created": created, "model": model_id,
+                                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                except GenerationTimeout:
+                    yield _sse({"error": {"message": outcome.error, "type": "timeout"}})
+                except TwinError as error:
+                    yield _sse({"error": {"message": error.message, "type": "generation_error"}})
+                else:
+                    reason = "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
+                    yield _sse({"id": prepared.request_id, "object": "chat.completion.chunk", "created": created,
+                                "model": model_id, "usage": _usage(prepared, outcome),
+                                "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream",
+                                     background=BackgroundTask(ticket.release),
+                                     headers={"Cache-Control": "no-cache", "X-Request-Id": prepared.request_id})
+        outcome = await _complete(runtime, prepared, ticket, max_tokens, body.temperature, request)
+        reason = "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
+        return JSONResponse({
+            "id": prepared.request_id, "object": "chat.completion", "created": created, "model": model_id,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
+                         "finish_reason": reason}],
+            "usage": _usage(prepared, outcome), **extra})
+
+    if role != "model":
+        @app.post("/v1/rag", response_model=None)
+        async def rag(body: RagRequest, request: Request) -> Response:
+            key = _check_key(runtime, request, None)
+            max_tokens = _max_tokens(runtime.config, body.max_tokens)
+            question = _check_question(runtime.config, body.query, "query")
+            twin = await _call(runtime, runtime.service.resolve_twin, body.twin)
+            _check_key(runtime, request, twin, key)
+            if twin is None and runtime.config.api_keys:
+                found = await _call(runtime, _self_query_twin, runtime, question)
+                _check_key(runtime, request, found, key)
+            prepared, ticket = await _admit_and_prepare(runtime, dict(
+                endpoint="/v1/rag", question=question, twin=twin, category=body.category, k=body.k,
+                retrieval=True, expand=body.expand))
+            head = {"request_id": prepared.request_id, "twin": prepared.twin,
+                    "filters": prepared.log.prompt_variables.get("filters"),
+                    "model": prepared.loaded.model.name, "model_version": prepared.loaded.model.version,
+                    "backend": prepared.loaded.backend.name,
+                    "sources": [s.as_json() for s in prepared.sources]}
+            if body.stream:
+                async def events() -> AsyncIterator[str]:
+                    yield _sse({"type": "sources", **head})
+                    outcome = Outcome()
+                    try:
+                        async for piece in _generate(runtime, prepared, ticket, max_tokens, body.temperature,
+                                                     outcome, request):
+                            yield _sse({"type": "token", "text": piece})
+                    except (GenerationTimeout, TwinError):
+                        yield _sse({"type": "error", "message": outcome.error})
+                    else:
+                        yield _sse({"type": "done", "answer": outcome.text})
+
+                return StreamingResponse(events(), media_type="text/event-stream",
+                                         background=BackgroundTask(ticket.release),
+                                         headers={"Cache-Control": "no-cache", "X-Request-Id": prepared.request_id})
+            outcome = await _complete(runtime, prepared, ticket, max_tokens, body.temperature, request)
+            return JSONResponse({**head, "answer": outcome.text, "usage": _usage(prepared, outcome)})
+
+        @app.get("/", include_in_schema=False)
+        async def chat_page() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    return app
+
+
+# --- request steps ------------------------------------------------------------------------------
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+                        status_code=status)
+
+
+def _sse(payload: dict[str, object]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False, default=str)}\n\n"
+
+
+def _request_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def _check_key(runtime: Runtime, request: Request, twin: str | None, key: str | None = None) -> str | None:
+    key = key if key is not None else _request_key(request)
+    verdict = runtime.config.key_allows(key, twin)
+    if verdict == 401:
+        runtime.metrics.rejected.labels("unauthorized").inc()
+        raise ApiError(401, "Missing or unknown API key: send `Authorization: Bearer KEY` (or X-API-Key).",
+                       "authentication_error")
+    if verdict == 403:
+        runtime.metrics.rejected.labels("forbidden").inc()
+        raise ApiError(403, f"This API key is not allowed to use twin {twin!r}.", "permission_error")
+    return key
+
+
+def _max_tokens(config: ServingConfig, requested: int | None) -> int:
+    value = config.default_max_tokens if requested is None else requested
+    if not 1 <= value <= config.max_tokens_limit:
+        raise ApiError(422, f"max_tokens must be between 1 and {config.max_tokens_limit} (got {value}).",
+                       param="max_tokens")
+    return min(value, config.max_tokens_limit)
+
+
+def _check_question(config: ServingConfig, text: str, param: str) -> str:
+    question = text.strip()
+    if not question:
+        raise ApiError(422, "The question is empty.", param=param)
+    if len(question) > config.max_question_chars:
+        raise ApiError(422, f"The question is {len(question)} characters long; the limit is "
+                            f"{config.max_question_chars} (TWIN_MAX_QUESTION_CHARS).", param=param)
+    return question
+
+
+async def _call(runtime: Runtime, function, *args):  # type: ignore[no-untyped-def]
+    """Run blocking domain code off the event loop, mapping its errors to HTTP statuses."""
+    try:
+        return await asyncio.to_thread(function, *args)
+    except UnknownTwin as error:
+        raise ApiError(404, f"{error.message} {error.fix}", "not_found_error", "model") from error
+    except DatabaseUnavailable as error:
+        raise ApiError(503, f"The database is unavailable: {error.message} Fix: {error.fix}",
+                       "service_unavailable") from error
+    except ModelUnavailable as error:
+        raise ApiError(503, f"No model is available: {error.error.message} Fix: {error.error.fix}",
+                       "service_unavailable") from error
+    except TwinError as error:
+        raise ApiError(400, f"{error.message} {error.fix}".strip()) from error
+
+
+def _model_rows(runtime: Runtime) -> list[dict[str, object]]:
+    if runtime.with_database:
+        return [{"id": slug, "object": "model", "created": 0, "owned_by": "llm-twin", "name": name}
+                for slug, name in runtime.service.twins()]
+    rows: list[dict[str, object]] = [{"id": "base", "object": "model", "created": 0, "owned_by": "llm-twin"}]
+    try:
+        from training.registry import configure_mlflow
+
+        client = configure_mlflow(runtime.settings)
+        for model in client.search_registered_models(filter_string="name LIKE 'twin-%'"):
+            rows.append({"id": model.name.removeprefix("twin-"), "object": "model", "created": 0,
+                         "owned_by": "llm-twin"})
+    except TwinError as error:
+        log.warning("model registry unavailable: %s", error.message)
+    return rows
+
+
+def _self_query_twin(runtime: Runtime, question: str) -> str | None:
+    from serving.retrieval import self_query_for
+
+    return self_query_for(runtime.service.twins()).filters(question).twin
+
+
+async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> tuple[PreparedRequest, Ticket]:
+    try:
+        runtime.gate.admit()
+    except QueueFull:
+        runtime.metrics.rejected.labels("queue_full").inc()
+        raise ApiError(429, f"The generation queue is full ({runtime.gate.limit} requests running or "
+                            "waiting); retry shortly.", "rate_limit_error") from None
+    ticket = Ticket(runtime.gate, runtime.metrics)
+    runtime.metrics.queue_depth.set(runtime.gate.inside)
+    try:
+        try:
+            await runtime.gate.wait_turn(runtime.config.generation_timeout_s)
+        except QueueTimeout:
+            raise ApiError(504, f"No generation slot freed within {runtime.config.generation_timeout_s:g} s.",
+                           "timeout") from None
+        ticket.had_turn = True
+        prepared = await _call(runtime, lambda: runtime.service.prepare(**arguments))  # type: ignore[arg-type]
+    except BaseException:
+        ticket.release()
+        raise
+    if prepared.retrieval is not None:
+        runtime.metrics.retrieval_seconds.observe(prepared.retrieval.ms / 1000)
+    return prepared, ticket
+
+
+async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
+                    temperature: float, outcome: Outcome, request: Request) -> AsyncIterator[str]:
+    """Generation in a worker thread, streamed to the event loop; stops on disconnect or deadline."""
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[object] = asyncio.Queue()
+    cancel = threading.Event()
+    backend = prepared.loaded.backend
+
+    def put(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
+        except RuntimeError:  # the loop is gone (shutdown)
+            cancel.set()
+
+    def produce() -> None:
+        try:
+            for piece in backend.stream(prepared.messages, max_tokens=max_tokens, temperature=temperature,
+                                        cancel=cancel):
+                put(piece)
+            put(_END)
+        except BaseException as error:  # handed to the consumer
+            put(error)
+
+    started = time.perf_counter()
+    deadline = loop.time() + runtime.config.generation_timeout_s
+    loop.run_in_executor(runtime.executor, produce)
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(pieces.get(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                outcome.status = "error"
+                outcome.error = f"Generation timed out after {runtime.config.generation_timeout_s:g} s " \
+                                "(TWIN_GENERATION_TIMEOUT)."
+                raise GenerationTimeout from None
+            if item is _END:
+                break
+            if isinstance(item, TwinError):
+                outcome.status, outcome.error = "error", f"{item.message} {item.fix}".strip()
+                raise item
+            if isinstance(item, BaseException):
+                outcome.status, outcome.error = "error", f"{type(item).__name__}: {item}"
+                raise TwinError(f"Generation failed: {outcome.error}", "see the service log.") from item
+            outcome.pieces.append(str(item))
+            yield str(item)
+    except (asyncio.CancelledError, GeneratorExit):
+        outcome.status, outcome.error = "cancelled", "the client disconnected"
+        raise
+    finally:
+        cancel.set()
+        ticket.release()
+        elapsed = time.perf_counter() - started
+        runtime.service.finish(prepared, outcome.text, outcome.status, outcome.error, elapsed * 1000)
+        tokens = prepared.log.completion_tokens or 0
+        runtime.metrics.generated_tokens.labels(backend.name).inc(tokens)
+        if tokens and elapsed > 0:
+            runtime.metrics.tokens_per_second.labels(backend.name).observe(tokens / elapsed)
+
+
+async def _complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
+                    temperature: float, request: Request) -> Outcome:
+    outcome = Outcome()
+    stream = _generate(runtime, prepared, ticket, max_tokens, temperature, outcome, request)
+    try:
+        count = 0
+        async for _ in stream:
+            count += 1
+            if count % 8 == 0 and await request.is_disconnected():
+                outcome.status, outcome.error = "cancelled", "the client disconnected"
+                break
+    except GenerationTimeout:
+        raise ApiError(504, str(outcome.error), "timeout") from None
+    except PromptTooLong as error:
+        raise ApiError(400, f"{error.message} Fix: {error.fix}", param="max_tokens") from error
+    except TwinError as error:
+        raise ApiError(502, f"{error.message} Fix: {error.fix}", "generation_error") from error
+    finally:
+        await stream.aclose()
+    return outcome
+
+
+def _completion_tokens(prepared: PreparedRequest, outcome: Outcome) -> int:
+    return prepared.log.completion_tokens or prepared.loaded.backend.count_tokens(outcome.text)
+
+
+def _usage(prepared: PreparedRequest, outcome: Outcome) -> dict[str, int]:
+    prompt = prepared.log.prompt_tokens or 0
+    completion = _completion_tokens(prepared, outcome)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

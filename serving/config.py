@@ -1,0 +1,121 @@
+"""Serving configuration, read from environment variables (laptop defaults, no keys)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from twin.errors import TwinError
+
+BACKENDS = ("auto", "exllamav2", "transformers", "remote")
+ROLES = ("all", "model", "rag")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key and the twins it may talk to (`None`: every twin)."""
+
+    key: str
+    twins: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    backend: str = "auto"
+    model_endpoint: str | None = None  # OpenAI-compatible base URL of a `--role model` service
+    model_api_key: str | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+    max_question_chars: int = 4000
+    max_tokens_limit: int = 1024
+    default_max_tokens: int = 256
+    generation_timeout_s: float = 120.0
+    max_concurrent_generations: int = 2
+    max_queued_requests: int = 8
+    context_token_budget: int = 1200
+    retrieval_k: int = 5
+    query_expansion: int = 0  # extra query variants written by the LLM (0: off)
+    reranker_model: str | None = None
+    model_check_ttl_s: float = 30.0
+    max_loaded_models: int = 2
+    exl2_bits: float = 4.5
+    exl2_draft_model: str | None = None
+    exl2_ngram_draft: bool = False
+
+    @classmethod
+    def from_env(cls) -> ServingConfig:
+        backend = (os.environ.get("TWIN_GENERATION_BACKEND") or "auto").strip().lower()
+        if backend not in BACKENDS:
+            raise TwinError(
+                f"TWIN_GENERATION_BACKEND={backend!r} is not a backend.",
+                f"set it to one of {', '.join(BACKENDS)} (or unset it for auto).",
+            )
+        return cls(
+            backend=backend,
+            model_endpoint=(os.environ.get("TWIN_MODEL_ENDPOINT") or "").rstrip("/") or None,
+            model_api_key=os.environ.get("TWIN_MODEL_API_KEY") or None,
+            api_keys=parse_api_keys(os.environ.get("TWIN_API_KEYS") or ""),
+            max_question_chars=_int("TWIN_MAX_QUESTION_CHARS", 4000),
+            max_tokens_limit=_int("TWIN_MAX_TOKENS_LIMIT", 1024),
+            default_max_tokens=_int("TWIN_DEFAULT_MAX_TOKENS", 256),
+            generation_timeout_s=_float("TWIN_GENERATION_TIMEOUT", 120.0),
+            max_concurrent_generations=_int("TWIN_MAX_CONCURRENT_GENERATIONS", 2),
+            max_queued_requests=_int("TWIN_MAX_QUEUED_REQUESTS", 8),
+            context_token_budget=_int("TWIN_CONTEXT_TOKENS", 1200),
+            retrieval_k=_int("TWIN_RETRIEVAL_K", 5),
+            query_expansion=_int("TWIN_QUERY_EXPANSION", 0),
+            reranker_model=os.environ.get("TWIN_RERANKER_MODEL") or None,
+            model_check_ttl_s=_float("TWIN_MODEL_CHECK_SECONDS", 30.0),
+            max_loaded_models=_int("TWIN_MAX_LOADED_MODELS", 2),
+            exl2_bits=_float("TWIN_EXL2_BITS", 4.5),
+            exl2_draft_model=os.environ.get("TWIN_EXL2_DRAFT_MODEL") or None,
+            exl2_ngram_draft=(os.environ.get("TWIN_EXL2_NGRAM_DRAFT") or "").lower() in ("1", "true", "yes"),
+        )
+
+    def key_allows(self, key: str | None, twin: str | None) -> int:
+        """200 when the key may ask about `twin`, 401 for a missing/unknown key, 403 otherwise."""
+        if not self.api_keys:
+            return 200
+        match = next((entry for entry in self.api_keys if key is not None and entry.key == key), None)
+        if match is None:
+            return 401
+        if match.twins is None or twin is None or twin in match.twins:
+            return 200
+        return 403
+
+
+def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
+    """`key1=twin-a,twin-b;key2=*;key3` -> keys; no `=` or `*` means every twin."""
+    keys = []
+    for entry in (part.strip() for part in text.split(";")):
+        if not entry:
+            continue
+        key, _, twins = entry.partition("=")
+        key = key.strip()
+        if len(key) < 8:
+            raise TwinError(
+                "An API key in TWIN_API_KEYS is shorter than 8 characters.",
+                "use long random keys, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`.",
+            )
+        allowed = {twin.strip() for twin in twins.split(",") if twin.strip()}
+        keys.append(ApiKey(key, None if not allowed or "*" in allowed else frozenset(allowed)))
+    return tuple(keys)
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise TwinError(f"{name}={value!r} is not a whole number.", f"set {name} to e.g. {default}.") from None
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise TwinError(f"{name}={value!r} is not a number.", f"set {name} to e.g. {default}.") from None

@@ -1,0 +1,287 @@
+"""The RAG service without HTTP: resolve the twin, retrieve, build the prompt, generate, log.
+
+`answer_question` is the plain entry point (CLI `twin ask`, the demo); the FastAPI app uses the
+same `RagService` steps so both answer identically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+
+from serving import prompts
+from serving.backends.base import Message
+from serving.config import ServingConfig
+from serving.models import LoadedModel, ModelManager, ModelUnavailable
+from serving.monitoring import Monitor, PromptLog
+from serving.retrieval import (
+    PackedContext,
+    QueryFilters,
+    RetrievedChunk,
+    Source,
+    hybrid_search,
+    pack_context,
+    rerank,
+    self_query_for,
+)
+from twin.database import connect, database_url
+from twin.documents import twin_slug
+from twin.embedding import Embedder, load_embedder
+from twin.errors import TwinError
+from twin.settings import Settings
+
+TWINS_TTL_S = 10.0
+
+
+class UnknownTwin(TwinError):
+    """The request names a twin that does not exist (404)."""
+
+
+class DatabaseUnavailable(TwinError):
+    """PostgreSQL cannot be reached (503)."""
+
+
+@dataclass
+class Retrieval:
+    filters: QueryFilters
+    queries: list[str]
+    candidates: list[RetrievedChunk]
+    context: PackedContext
+    ms: float
+
+
+@dataclass
+class PreparedRequest:
+    request_id: str
+    endpoint: str
+    twin: str | None
+    question: str
+    messages: list[Message]
+    loaded: LoadedModel
+    retrieval: Retrieval | None
+    log: PromptLog
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def sources(self) -> list[Source]:
+        return self.retrieval.context.sources if self.retrieval else []
+
+
+@dataclass(frozen=True)
+class RagAnswer:
+    answer: str
+    sources: list[Source]
+    twin: str | None
+    model_name: str
+    model_version: str | None
+    backend: str
+    request_id: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"answer": self.answer, "sources": [source.as_json() for source in self.sources],
+                "twin": self.twin, "model": self.model_name, "model_version": self.model_version,
+                "backend": self.backend, "request_id": self.request_id}
+
+
+class RagService:
+    def __init__(self, settings: Settings, config: ServingConfig, models: ModelManager,
+                 monitor: Monitor | None, with_database: bool = True) -> None:
+        self.settings = settings
+        self.config = config
+        self.models = models
+        self.monitor = monitor
+        self.with_database = with_database
+        self._url: str | None = None
+        self._pool: list[psycopg.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._twins: tuple[tuple[tuple[str, str], ...], float] | None = None
+
+    # --- database -------------------------------------------------------------------------
+    def database_url(self) -> str:
+        if self._url is None:
+            self._url = database_url(self.settings)
+        return self._url
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+        try:
+            if conn is None or conn.closed:
+                conn = connect(self.database_url())
+        except TwinError as error:
+            raise DatabaseUnavailable(error.message, error.fix) from error
+        healthy = True
+        try:
+            yield conn
+        except psycopg.OperationalError as error:
+            healthy = False
+            raise DatabaseUnavailable(f"PostgreSQL failed during the request: {error}",
+                                      "check that the database is up (GET /readyz).") from error
+        finally:
+            if healthy and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                with self._pool_lock:
+                    if len(self._pool) < 8:
+                        self._pool.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+
+    def ping(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    def twins(self) -> tuple[tuple[str, str], ...]:
+        """(slug, name) of every twin, re-read at most every few seconds."""
+        cached = self._twins
+        if cached is not None and time.monotonic() - cached[1] < TWINS_TTL_S:
+            return cached[0]
+        with self.connection() as conn:
+            rows = tuple((row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug"))
+        self._twins = (rows, time.monotonic())
+        return rows
+
+    def resolve_twin(self, name: str | None) -> str | None:
+        """The slug of a twin given by slug, name or registered model name (`twin-<slug>`)."""
+        if name is None or name == "":
+            return None
+        if not self.with_database:
+            return name
+        known = dict(self.twins())
+        for candidate in (name, name.removeprefix("twin-"), twin_slug(name)):
+            if candidate in known:
+                return candidate
+        raise UnknownTwin(f"Unknown twin {name!r}; known twins: {', '.join(known) or 'none yet'}.",
+                          "pick one of GET /v1/models, or import their writing first (twin import PATH).")
+
+    def author_name(self, twin: str | None) -> str:
+        if twin is None:
+            return "the author"
+        if not self.with_database:
+            return twin
+        return dict(self.twins()).get(twin, twin)
+
+    @contextmanager
+    def _embedder(self) -> Iterator[Embedder]:
+        yield load_embedder(self.settings.embedding_model)
+
+    # --- retrieval ------------------------------------------------------------------------
+    def retrieve(self, question: str, twin: str | None, category: str | None, k: int,
+                 loaded: LoadedModel, expand: int | None = None) -> Retrieval:
+        started = time.perf_counter()
+        found = self_query_for(self.twins()).filters(question)
+        filters = QueryFilters(twin=twin or found.twin, category=category or found.category)
+        queries = [question, *self.expand_query(question, loaded, expand)]
+        with self._embedder() as embedder, self.connection() as conn:
+            candidates = hybrid_search(conn, embedder, queries, filters, k=k)
+        if self.config.reranker_model:
+            candidates = rerank(self.config.reranker_model, question, candidates)
+        context = pack_context(candidates, k=k, token_budget=self.config.context_token_budget,
+                               count_tokens=loaded.backend.count_tokens)
+        return Retrieval(filters, queries, candidates, context, (time.perf_counter() - started) * 1000)
+
+    def expand_query(self, question: str, loaded: LoadedModel, expand: int | None) -> list[str]:
+        """n rewrites of the question by the LLM (off unless configured or asked for)."""
+        n = self.config.query_expansion if expand is None else expand
+        if n <= 0:
+            return []
+        text = "".join(loaded.backend.stream(prompts.expansion_messages(question, n), max_tokens=24 * n,
+                                             temperature=0.0, cancel=threading.Event()))
+        variants = [line.strip(" -*0123456789.").strip() for line in text.splitlines()]
+        return [variant for variant in variants if len(variant) > 3 and variant != question][:n]
+
+    # --- requests -------------------------------------------------------------------------
+    def prepare(self, *, endpoint: str, question: str, twin: str | None, category: str | None = None,
+                k: int | None = None, retrieval: bool = True, history: list[Message] | None = None,
+                raw_messages: list[Message] | None = None, expand: int | None = None) -> PreparedRequest:
+        """Everything up to generation: model, retrieval, messages and the prompt log entry."""
+        if twin is None and retrieval and self.with_database:
+            twin = self_query_for(self.twins()).filters(question).twin  # "what does Maya say..."
+        loaded = self.models.get(twin)
+        k = k or self.config.retrieval_k
+        author = self.author_name(twin)
+        found: Retrieval | None = None
+        if retrieval and self.with_database:
+            found = self.retrieve(question, twin, category, k, loaded, expand)
+            messages = prompts.rag_messages(author, found.context.text, question, history)
+            template, variables = prompts.RAG_SYSTEM, {"author": author, "context": found.context.text,
+                                                       "question": question}
+        else:
+            messages = prompts.plain_messages(author, raw_messages or [{"role": "user", "content": question}])
+            template, variables = prompts.PLAIN_SYSTEM, {"author": author, "question": question}
+        prompt = loaded.backend.render_prompt(messages)
+        request_id = f"req-{uuid.uuid4().hex}"
+        chunks = found.context.chunks if found else []
+        entry = PromptLog(
+            request_id=request_id, endpoint=endpoint, query=question,
+            prompt_template=f"{prompts.TEMPLATE_NAME}: {template}", prompt_variables=variables,
+            prompt=prompt, twin=twin, model_name=loaded.model.name, model_version=loaded.model.version,
+            model_alias=loaded.model.alias, backend=loaded.backend.name,
+            retrieved_chunk_ids=[chunk.chunk_id for chunk in chunks],
+            retrieval_scores=[chunk.score for chunk in chunks],
+            prompt_tokens=loaded.backend.count_tokens(prompt),
+            retrieval_ms=round(found.ms, 2) if found else None)
+        if found is not None:
+            entry.prompt_variables["filters"] = {"twin": found.filters.twin, "category": found.filters.category}
+        return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
+
+    def finish(self, prepared: PreparedRequest, answer: str, status: str, error: str | None,
+               generation_ms: float) -> None:
+        entry = prepared.log
+        entry.answer = answer
+        entry.status = status
+        entry.error = error
+        entry.completion_tokens = prepared.loaded.backend.count_tokens(answer) if answer else 0
+        entry.generation_ms = round(generation_ms, 2)
+        entry.total_ms = round((time.perf_counter() - prepared.started) * 1000, 2)
+        if self.monitor is not None:
+            self.monitor.record(entry)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            for conn in self._pool:
+                conn.close()
+            self._pool.clear()
+
+
+def answer_question(
+    settings: Settings,
+    question: str,
+    twin: str | None = None,
+    *,
+    category: str | None = None,
+    k: int | None = None,
+    max_tokens: int | None = None,
+    config: ServingConfig | None = None,
+) -> RagAnswer:
+    """Answer `question` in the twin's voice with numbered, cited sources (no HTTP server)."""
+    config = config or ServingConfig.from_env()
+    if not question.strip():
+        raise TwinError("The question is empty.", 'ask something, e.g. twin ask "How do I fix table bloat?"')
+    models = ModelManager(settings, config)
+    monitor = Monitor(settings, database_url(settings))
+    service = RagService(settings, config, models, monitor)
+    try:
+        slug = service.resolve_twin(twin)
+        try:
+            prepared = service.prepare(endpoint="cli:ask", question=question, twin=slug, category=category, k=k)
+        except ModelUnavailable as error:
+            raise error.error from error
+        started = time.perf_counter()
+        answer = "".join(prepared.loaded.backend.stream(
+            prepared.messages, max_tokens=max_tokens or config.default_max_tokens, temperature=0.0,
+            cancel=threading.Event())).strip()
+        service.finish(prepared, answer, "ok", None, (time.perf_counter() - started) * 1000)
+        model = prepared.loaded.model
+        return RagAnswer(answer, prepared.sources, slug, model.name, model.version,
+                         prepared.loaded.backend.name, prepared.request_id)
+    finally:
+        monitor.close()
+        service.close()
+        models.close()

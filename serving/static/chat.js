@@ -1,0 +1,100 @@
+// The chat page: pick a twin, ask, read the answer as it streams from POST /v1/rag (SSE), with sources.
+const twinSelect = document.getElementById("twin");
+const keyInput = document.getElementById("api-key");
+const statusLine = document.getElementById("status");
+const log = document.getElementById("log");
+
+keyInput.value = localStorage.getItem("twin-api-key") || "";
+keyInput.addEventListener("change", () => { localStorage.setItem("twin-api-key", keyInput.value); loadTwins(); });
+
+function headers() {
+  const result = { "Content-Type": "application/json" };
+  if (keyInput.value) result["Authorization"] = "Bearer " + keyInput.value;
+  return result;
+}
+
+async function loadTwins() {
+  const response = await fetch("/v1/models", { headers: headers() });
+  if (!response.ok) { statusLine.textContent = await errorText(response); return; }
+  statusLine.textContent = "";
+  const chosen = twinSelect.value;
+  twinSelect.querySelectorAll("option[value]:not([value=''])").forEach((option) => option.remove());
+  for (const model of (await response.json()).data) {
+    const option = document.createElement("option");
+    option.value = model.id;
+    option.textContent = model.name || model.id;
+    twinSelect.appendChild(option);
+  }
+  twinSelect.value = chosen;
+}
+
+async function errorText(response) {
+  try { return (await response.json()).error.message; } catch { return "HTTP " + response.status; }
+}
+
+function addTurn(question) {
+  const turn = document.createElement("section");
+  turn.className = "turn";
+  const q = document.createElement("div"); q.className = "question"; q.textContent = question;
+  const a = document.createElement("div"); a.className = "answer";
+  const s = document.createElement("ol"); s.className = "sources";
+  turn.append(q, a, s);
+  log.prepend(turn);
+  return { answer: a, sources: s, turn };
+}
+
+function showSources(list, sources) {
+  list.replaceChildren();
+  for (const source of sources) {
+    const item = document.createElement("li");
+    item.value = source.number;
+    const link = document.createElement("a");
+    link.href = source.url; link.textContent = source.title || source.url; link.target = "_blank"; link.rel = "noopener";
+    const meta = document.createElement("span"); meta.className = "meta";
+    meta.textContent = ` - ${source.author}, ${source.category} (score ${source.score.toFixed(4)})`;
+    const snippet = document.createElement("div"); snippet.className = "snippet"; snippet.textContent = source.snippet;
+    item.append(link, meta, snippet);
+    list.appendChild(item);
+  }
+}
+
+document.getElementById("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = document.getElementById("question").value.trim();
+  if (!question) return;
+  const button = document.getElementById("send");
+  button.disabled = true; statusLine.textContent = "";
+  const view = addTurn(question);
+  view.turn.dataset.state = "streaming";
+  try {
+    const body = { query: question, stream: true };
+    if (twinSelect.value) body.twin = twinSelect.value;
+    const response = await fetch("/v1/rag", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(await errorText(response));
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 2);
+        if (!line.startsWith("data:")) continue;
+        const message = JSON.parse(line.slice(5));
+        if (message.type === "sources") showSources(view.sources, message.sources);
+        else if (message.type === "token") view.answer.textContent += message.text;
+        else if (message.type === "error") throw new Error(message.message);
+      }
+    }
+    view.turn.dataset.state = "done";
+  } catch (error) {
+    view.turn.dataset.state = "error";
+    statusLine.textContent = String(error.message || error);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+loadTwins();
