@@ -9,9 +9,11 @@ from dagster_aws.s3 import S3Resource
 
 from assets.features import chunks, cleaned_documents, embeddings
 from assets.raw import raw_documents
+from assets.serving import exl2_model, prompt_logs
 from orchestration.automation import DEFAULT_RECRAWL_CRON, build_recrawl_schedule, source_change_sensor
 from orchestration.jobs import build_features_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
+from resources.serving import Exl2Resource
 from twin.profiles import profiles_path
 from twin.settings import Settings
 
@@ -22,6 +24,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from assets.marts import analytics_marts, dbt_resource, external_upstream_specs, marts_automation_sensor
 
     assets = [raw_documents, cleaned_documents, chunks, embeddings]
+    assets += [exl2_model, prompt_logs]  # models/exl2: in no job or automation (CUDA hosts)
     return dg.Definitions(
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
         jobs=[build_features_job],
@@ -33,6 +36,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "profiles": ProfilesResource(path=str(profiles_path())),
             "s3": S3Resource(endpoint_url=os.environ.get("TWIN_S3_ENDPOINT_URL") or None),
             "dbt": dbt_resource(),
+            "exl2": Exl2Resource(twin_home=str(settings.home)),
+            "exl2_pipes": dg.PipesSubprocessClient(),
         },
     )
 
