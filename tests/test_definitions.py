@@ -14,15 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_definitions_load_with_the_asset_graph_checks_and_job() -> None:
     definitions = defs()
-    keys = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
-    assert keys == {"raw/documents", "features/cleaned_documents", "features/chunks", "features/embeddings"}
+    all_keys = {key.to_user_string() for key in definitions.resolve_all_asset_keys()}
+    keys = {"raw/documents", "features/cleaned_documents", "features/chunks", "features/embeddings"}
+    assert keys <= all_keys  # other domains (datasets, training, dbt marts) have their own tests
     graph = definitions.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["features", "chunks"])).parent_keys == {dg.AssetKey(["features", "cleaned_documents"])}
     assert graph.get(dg.AssetKey(["features", "embeddings"])).parent_keys == {dg.AssetKey(["features", "chunks"])}
     for key in keys:
         partitions = graph.get(dg.AssetKey.from_user_string(key)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "twins"
-    checks = {check.name for check in graph.asset_check_keys}
+    checks = {check.name for check in graph.asset_check_keys if check.asset_key.to_user_string() in keys}
     assert checks == {"no_empty_chunks", "unique_chunk_ids", "documents_have_chunks",
                       "chunks_fit_model_window", "embedding_dimension_matches"}
     assert definitions.resolve_job_def(build_features_job.name).partitions_def.name == "twins"
