@@ -26,6 +26,7 @@ from twin.analyst import dbt_environment
 from twin.errors import TwinError
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+TRAFFIC_REFRESH_CRON = "0 * * * *"  # marts tagged `traffic` also rebuild hourly
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
@@ -59,7 +60,8 @@ def prepare_manifest(project: DbtProject = dbt_project) -> Path:
 
 
 class TwinDbtTranslator(DagsterDbtTranslator):
-    """Keys `[layer, model]` (`staging/stg_chunks`, `marts/twin_content_stats`); eager automation."""
+    """Keys `[layer, model]` (`staging/stg_chunks`, `marts/twin_content_stats`); eager automation,
+    plus an hourly rebuild of the traffic marts."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "model":
@@ -71,7 +73,14 @@ class TwinDbtTranslator(DagsterDbtTranslator):
         return "analytics"
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return dg.AutomationCondition.eager()
+        # Every source table exists from the migrations on, so a never-materialized upstream asset
+        # (a twin not built yet, no training run yet) is no reason to wait.
+        condition = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+        if "traffic" in dbt_resource_props.get("tags", []):
+            # the serving API writes prompt_logs continuously, without materializations
+            condition = condition | (dg.AutomationCondition.cron_tick_passed(TRAFFIC_REFRESH_CRON)
+                                     & ~dg.AutomationCondition.in_progress())
+        return condition
 
 
 dbt_translator = TwinDbtTranslator(

@@ -3,6 +3,7 @@ against figures computed from the platform's own tables."""
 
 import json
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -187,3 +188,29 @@ def test_a_missing_manifest_is_prepared_on_load(tmp_path: Path) -> None:
     assert manifest.exists()
     nodes = json.loads(manifest.read_text())["nodes"]
     assert {node["name"] for node in nodes.values() if node["resource_type"] == "model"} >= MARTS
+
+
+def test_marts_rebuild_after_their_upstream_assets_change_and_traffic_marts_hourly() -> None:
+    definitions = defs()
+    dbt_keys = [key for key in definitions.resolve_all_asset_keys() if key.path[0] in ("staging", "marts")]
+
+    def requested(result: dg.AutomationResult) -> set[str]:  # type: ignore[name-defined]
+        return {key.to_user_string() for key in dbt_keys if result.get_num_requested(key)}
+
+    start = datetime(2026, 11, 23, 10, 5, tzinfo=timezone.utc)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("twins", ["maya-lindqvist"])
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, evaluation_time=start)
+        assert requested(result) == set()
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=dg.AssetKey(["features", "chunks"]), partition="maya-lindqvist"))
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=start + timedelta(minutes=1))
+        assert requested(result) == {"staging/stg_chunks", "marts/twin_content_stats", "marts/document_chunk_coverage",
+                                     "marts/chunk_length_distribution", "marts/cited_documents"}
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=start + timedelta(minutes=2))
+        assert requested(result) == set()  # requested once, not on every tick
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=start + timedelta(hours=1))
+        assert requested(result) == {"marts/traffic_daily", "marts/cited_documents", "marts/unanswered_queries"}
