@@ -207,6 +207,79 @@ def cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.runs import train_twin
+
+    with connect(database_url(settings)) as conn:
+        twin = _known_twin(conn, args.twin)
+    print(f"training {twin} with profile {args.profile} (dataset -> Axolotl LoRA -> evaluation -> promotion)...")
+    outcome = train_twin(settings, twin, args.profile, args.max_steps)
+    for line in outcome.summary_lines():
+        print(line)
+    if not outcome.success:
+        print(f"error: {twin}: {outcome.error}", file=sys.stderr)
+        print("  fix: see the run in the Dagster UI (twin ui) for the full log", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import registered_model_name
+
+    with connect(database_url(settings)) as conn:
+        twin = _known_twin(conn, args.twin)
+        rows = conn.execute(
+            """SELECT m.version, m.profile, m.train_steps, m.train_loss, left(m.dataset_fingerprint, 16), m.created_at,
+                      e.perplexity, e.reference, e.reference_perplexity, e.style_similarity, e.promoted,
+                      EXISTS (SELECT 1 FROM promotions p WHERE p.registered_model = m.registered_model AND p.version = m.version)
+               FROM model_versions m
+               LEFT JOIN LATERAL (SELECT * FROM evaluations e WHERE e.registered_model = m.registered_model
+                                  AND e.version = m.version ORDER BY e.id DESC LIMIT 1) e ON true
+               WHERE m.twin = %s ORDER BY m.version""",
+            (twin,),
+        ).fetchall()
+    if not rows:
+        print(f"{twin} has no fine-tuned models yet; run: twin train --twin {twin}")
+        return 0
+    aliases = _aliases(settings, twin)
+    print(f"{registered_model_name(twin)} (MLflow registry)")
+    print(f"{'version':>7}  {'aliases':<20} {'profile':<9} {'steps':>5} {'loss':>6}  {'dataset':<16}  {'ppl':>7}  vs {'reference':<14} {'ppl':>7}  {'style':>5}")
+    for version, profile, steps, loss, dataset, _, ppl, reference, ref_ppl, style, _, _ in rows:
+        print(f"{version:>7}  {','.join(aliases.get(str(version), [])) or '-':<20} {profile:<9} {steps:>5} "
+              f"{(loss or 0):>6.3f}  {dataset:<16}  {_num(ppl):>7}  vs {reference or '-':<14} {_num(ref_ppl):>7}  {_num(style, 3):>5}")
+    return 0
+
+
+def _aliases(settings: Settings, twin: str) -> dict[str, list[str]]:
+    from training.registry import configure_mlflow, registered_model_name
+
+    try:
+        model = configure_mlflow(settings).get_registered_model(registered_model_name(twin))
+    except TwinError:
+        raise
+    except Exception:  # the twin has rows but MLflow lost the model: show no aliases
+        return {}
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    return aliases
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import configure_mlflow
+
+    configure_mlflow(settings)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {settings.mlflow_tracking_uri}); Ctrl-C stops it")
+    os.execvp(command[0], command)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     with connect(database_url(settings)) as conn:
         twin = _known_twin(conn, args.twin) if args.twin else None
