@@ -215,11 +215,11 @@ def test_32_concurrent_requests_get_200_or_an_honest_429(server: RunningServer) 
 
 
 def test_readyz_and_metrics(server: RunningServer) -> None:
-    assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
-    ready = httpx.get(f"{server.url}/readyz")
+    assert httpx.get(f"{server.url}/healthz", timeout=60).json()["status"] == "ok"
+    ready = httpx.get(f"{server.url}/readyz", timeout=60)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     rag(server, query="How do I test SQL?", twin="maya-lindqvist")
-    metrics = httpx.get(f"{server.url}/metrics").text
+    metrics = httpx.get(f"{server.url}/metrics", timeout=60).text
     for name in ("twin_request_seconds_bucket", "twin_retrieval_seconds_count",
                  "twin_generated_tokens_total", "twin_generation_tokens_per_second_bucket"):
         assert name in metrics
