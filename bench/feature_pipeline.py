@@ -37,6 +37,7 @@ from twin.documents import twin_slug  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
 from twin.settings import DEFAULT_EMBEDDING_MODEL  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
+from bench.report import replace_section  # noqa: E402
 
 CHUNKS_PER_CORPUS_COPY = 600  # about what one copy of the sample corpus yields
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -191,11 +192,7 @@ Corpus: the sample corpus copied to {f['documents']} documents -> {f['chunks']} 
 | (d) executemany insert | {f['d_executemany_rows_per_s']} rows/s | |
 | (d) COPY / executemany | **{f['d_copy_over_executemany']}x** | |
 """
-    existing = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`; each names the machine it ran on.\n"
-    marker = "## Feature pipeline"
-    head = existing.split(marker)[0].rstrip() + "\n\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(head + section, encoding="utf-8")
+    replace_section(path, "Feature pipeline", section)
 
 
 if __name__ == "__main__":
