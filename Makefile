@@ -47,6 +47,7 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/feature_pipeline.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/crawl.py
+	$(BIN)/python bench/training.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui

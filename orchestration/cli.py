@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    _quiet_libraries()
     try:
         return int(args.run(args, settings) or 0)
     except TwinError as exc:
@@ -41,6 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for the platform's own lines: MLflow's store set-up notes and Dagster's
+    preview warnings stay out of it (they are in the Dagster and MLflow logs)."""
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*is currently in preview.*")
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*", module="dagster")
 
 
 def _parser() -> argparse.ArgumentParser:

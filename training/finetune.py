@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,10 +82,11 @@ def start_training_run(settings: Settings, twin: str, dataset: DatasetVersion, p
                            "dataset_uri": dataset.uri, "train_rows": dataset.train_rows,
                            **{f"profile.{k}": v for k, v in profile.params().items()}})
         frame = pd.read_parquet(dataset.local_dir / "train.parquet", columns=["instruction", "output", "document_id"])
-        mlflow.log_input(
-            mlflow.data.from_pandas(frame, source=dataset.uri, name=f"{twin}-instruct-{dataset.short}", digest=dataset.short),
-            context="training",
-        )
+        with warnings.catch_warnings():  # schema hints about integer columns; the source is a local folder
+            warnings.simplefilter("ignore", UserWarning)
+            source = mlflow.data.from_pandas(frame, source=dataset.uri, name=f"{twin}-instruct-{dataset.short}",
+                                             digest=dataset.short)
+        mlflow.log_input(source, context="training")
     mlflow.end_run()
     folder = settings.models_dir / "runs" / run_id
     config = axolotl_config(
