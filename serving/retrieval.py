@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import psycopg
 
 from twin.cleaning import clean_prose
@@ -107,16 +108,30 @@ def hybrid_search(
     k: int,
     candidates: int | None = None,
 ) -> list[RetrievedChunk]:
-    """The k best chunks for one question (and its expansions) by reciprocal rank fusion of a
-    vector ranking and a full-text ranking per query; filters are applied inside SQL."""
+    """The best chunks for one question (and its expansions): each query is cleaned and embedded
+    like the documents were, then ranked by `hybrid_search_vectors`."""
     if k < 1:
         raise TwinError(f"k must be at least 1 (got {k}).", "pass k between 1 and 20.")
     cleaned = [text for text in (clean_prose(query) for query in queries) if text]
     if not cleaned:
         raise TwinError("The question is empty once cleaned.", "ask a question with some words in it.")
-    limit = candidates or max(4 * k, 20)
     vectors = embedder.encode(cleaned)
-    where, params = ["embedding IS NOT NULL", "embedding_model = %(model)s"], {"model": embedder.model_id}
+    return hybrid_search_vectors(conn, embedder.model_id, cleaned, list(vectors), filters,
+                                 limit=candidates or max(4 * k, 20))
+
+
+def hybrid_search_vectors(
+    conn: psycopg.Connection,
+    model_id: str,
+    texts: Sequence[str],
+    vectors: Sequence[np.ndarray],
+    filters: QueryFilters,
+    *,
+    limit: int,
+) -> list[RetrievedChunk]:
+    """Reciprocal rank fusion of a vector ranking (HNSW cosine) and a full-text ranking per
+    query; filters are applied inside SQL; up to `limit` chunks, best first."""
+    where, params = ["embedding IS NOT NULL", "embedding_model = %(model)s"], {"model": model_id}
     if filters.twin is not None:
         where.append("twin = %(twin)s")
         params["twin"] = filters.twin
@@ -125,19 +140,17 @@ def hybrid_search(
         params["category"] = filters.category
     condition = " AND ".join(where)
     rankings: list[list[str]] = []
-    similarity: dict[str, float] = {}
     with conn.transaction():
         # iterative scans keep filtered HNSW queries returning `limit` rows (pgvector >= 0.8)
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, limit)}")
-        for text, vector in zip(cleaned, vectors, strict=True):
+        conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, int(limit))}")
+        for text, vector in zip(texts, vectors, strict=True):
             rows = conn.execute(
-                f"""SELECT chunk_id::text, 1 - (embedding <=> %(vector)s) FROM chunks WHERE {condition}
+                f"""SELECT chunk_id::text, embedding <=> %(vector)s AS distance FROM chunks WHERE {condition}
                     ORDER BY embedding <=> %(vector)s LIMIT %(limit)s""",
                 {**params, "vector": vector, "limit": limit}).fetchall()
-            rows.sort(key=lambda row: row[1], reverse=True)  # relaxed order: re-sort
+            rows.sort(key=lambda row: row[1])  # relaxed order: re-sort
             rankings.append([row[0] for row in rows])
-            similarity.update({row[0]: float(row[1]) for row in rows})
             # any of the words, not all of them: a question rarely shares every word with the answer
             rows = conn.execute(
                 f"""WITH q AS (SELECT to_tsquery('english', replace(
