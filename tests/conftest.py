@@ -71,10 +71,10 @@ def embedder() -> Embedder:
     return load_embedder(DEFAULT_EMBEDDING_MODEL)
 
 
-def create_database(server_url: str, template: str | None = None) -> str:
+def create_database(server_url: str) -> str:
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        admin.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(server_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -153,9 +153,9 @@ def base_model(twin_home: Path) -> str:
 def analytics_database(server_url: str, sample_database: str) -> str:
     """A copy of the sample database plus dataset, model, evaluation and prompt-log rows
     (tests/analyst_rows.py), for the dbt marts and the analyst role."""
-    from tests.analyst_rows import insert_training_and_traffic_rows, insert_uncleaned_document
+    from tests.analyst_rows import copy_database, insert_training_and_traffic_rows, insert_uncleaned_document
 
-    url = create_database(server_url, template=urlsplit(sample_database).path.lstrip("/"))
+    url = copy_database(sample_database, create_database(server_url))
     with connect(url) as connection:
         insert_training_and_traffic_rows(connection)
         insert_uncleaned_document(connection)

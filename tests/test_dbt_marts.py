@@ -5,7 +5,6 @@ import json
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dagster as dg
 import psycopg
@@ -136,14 +135,13 @@ def test_staging_hides_prompts_and_answers(marts: psycopg.Connection) -> None:
     assert "query" in columns and not columns & {"prompt", "answer", "prompt_variables", "error"}
 
 
-def test_a_failing_dbt_test_fails_twin_dbt(server_url: str, sample_database: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    url = create_database(server_url, template=urlsplit(sample_database).path.lstrip("/"))
-    with connect(url) as conn:
+def test_a_failing_dbt_test_fails_twin_dbt(server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = create_database(server_url)
+    with connect(url) as conn:  # a cleaned document of an unknown category and without its raw document
+        conn.execute("INSERT INTO twins (slug, name) VALUES ('ana', 'Ana')")
         conn.execute("""INSERT INTO cleaned_documents (document_id, twin, category, platform, url, title, author,
                             content, content_hash, raw_hash, cleaner)
-                        SELECT 999999, twin, 'podcast', 'x', 'https://x', 't', author, 'words', 'h', 'h', 'c'
-                        FROM cleaned_documents LIMIT 1""")
+                        VALUES (999999, 'ana', 'podcast', 'x', 'https://x', 't', 'Ana', 'words', 'h', 'h', 'c')""")
     monkeypatch.setenv("DATABASE_URL", url)
     status = main(["dbt", "build", "--select", "stg_cleaned_documents", "stg_raw_documents", "--quiet"])
     assert status != 0
