@@ -24,6 +24,8 @@ from twin.sources.jsonl import import_jsonl, jsonl_files
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
+DEMO_TWIN = "maya-lindqvist"  # the author who wrote about it
+DEMO_MAX_TOKENS = 96
 SHOWN_REJECTIONS = 10
 
 
@@ -123,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--port", type=int, default=5000)
     command.set_defaults(run=cmd_mlflow_ui)
 
-    command = commands.add_parser("demo", help="import the sample corpus, materialize it, search it")
+    command = commands.add_parser("demo", help="the whole chain on the sample corpus: import, features, train, evaluate, answer")
     command.set_defaults(run=cmd_demo)
 
     command = commands.add_parser("db-url", help="print a URL psql accepts (starts the embedded server)")
@@ -336,14 +338,69 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"== importing the sample corpus ({SAMPLE_CORPUS})")
+    """The whole chain on the sample corpus: import -> features -> dataset -> CPU fine-tune ->
+    evaluation -> a cited answer, printed and then served over HTTP."""
+    print(f"== 1/6 importing the sample corpus ({SAMPLE_CORPUS})")
     cmd_import(argparse.Namespace(path=SAMPLE_CORPUS, prune=False), settings)
-    print("== materializing raw -> cleaned -> chunks -> embeddings for every twin")
+    print("== 2/6 materializing raw -> cleaned -> chunks -> embeddings for every twin")
     status = cmd_materialize(argparse.Namespace(twin=None), settings)
     if status:
         return status
-    print(f"== twin search {DEMO_QUESTION!r} -k 3")
-    return cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
+    print(f"== 3/6 twin search {DEMO_QUESTION!r} -k 3")
+    cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
+    print(f"== 4/6 twin train --twin {DEMO_TWIN}: dataset -> Axolotl LoRA on CPU (cpu-demo) -> evaluation -> promotion")
+    status = cmd_train(argparse.Namespace(twin=DEMO_TWIN, profile="cpu-demo", max_steps=None), settings)
+    if status:
+        return status
+    print(f"== 5/6 twin ask {DEMO_QUESTION!r} --twin {DEMO_TWIN}")
+    status = cmd_ask(argparse.Namespace(question=DEMO_QUESTION, twin=DEMO_TWIN, category=None, k=3,
+                                        max_tokens=DEMO_MAX_TOKENS, json=False), settings)
+    if status:
+        return status
+    print("== 6/6 the same question through the API (twin serve, POST /v1/rag)")
+    return _serve_once(settings, DEMO_QUESTION, DEMO_TWIN)
+
+
+def _serve_once(settings: Settings, question: str, twin: str) -> int:
+    """Start the API on a free loopback port, ask it once, print the cited answer, stop it."""
+    import socket
+    import threading
+    import time
+
+    import requests
+    import uvicorn
+
+    from serving.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise TwinError("The API did not start within 60 s.", "run `twin serve` to see its log.")
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/v1/rag"
+        response = requests.post(url, json={"query": question, "twin": twin, "k": 3, "max_tokens": DEMO_MAX_TOKENS},
+                                 timeout=300)
+        if response.status_code != 200:
+            raise TwinError(f"POST {url} answered {response.status_code}: {response.text[:300]}",
+                            "run `twin serve` and check its log.")
+        body = response.json()
+        print(f"POST {url} -> 200 ({body['model']} v{body['model_version']}, {body['backend']})")
+        print(body["answer"].strip() or "(the model returned no text)")
+        for source in body["sources"]:
+            print(f"  [{source['number']}] {source['title']} - {source['author']} ({source['category']}) {source['url']}")
+    finally:
+        server.should_exit = True
+        thread.join(15)
+    print("\nChat with the twin: .venv/bin/twin serve, then open http://127.0.0.1:8000/ "
+          "(Dagster UI: .venv/bin/twin ui; MLflow: .venv/bin/twin mlflow-ui)")
+    return 0
 
 
 def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
