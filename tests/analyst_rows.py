@@ -69,12 +69,12 @@ def insert_training_and_traffic_rows(conn: psycopg.Connection) -> None:
                VALUES (%s, 1, %s, NULL, '2026-11-02 10:01')""", (MODEL, TWIN))
         requests = [
             # request_id, created_at, status, query, chunk ids, scores, total_ms
-            ("r1", "2026-11-20 09:00", "ok", "How do I fight table bloat?", chunk_ids[:3], [0.71, 0.64, 0.6], 820.0),
-            ("r2", "2026-11-20 09:05", "ok", "Why is my table bloated?", chunk_ids[:2], [0.66, 0.52], 1010.0),
-            ("r3", "2026-11-20 10:00", "ok", UNANSWERED_QUERY, chunk_ids[4:6], [0.12, 0.08], 640.0),
+            ("r1", "2026-11-20 09:00", "ok", "How do I fight table bloat?", chunk_ids[:3], [0.0325, 0.0318, 0.0159], 820.0),
+            ("r2", "2026-11-20 09:05", "ok", "Why is my table bloated?", chunk_ids[:2], [0.0323, 0.0161], 1010.0),
+            ("r3", "2026-11-20 10:00", "ok", UNANSWERED_QUERY, chunk_ids[4:6], [0.0164, 0.0161], 640.0),
             ("r4", "2026-11-21 08:00", "ok", "what is the weather in  lisbon tomorrow?", [], [], 300.0),
-            ("r5", "2026-11-21 08:30", "error", "Tell me about partitioning", chunk_ids[2:3], [0.58], 15000.0),
-            ("r6", "2026-11-21 09:00", "ok", "How should I partition a big table?", [chunk_ids[0], chunk_ids[3]], [0.69, 0.41], 900.0),
+            ("r5", "2026-11-21 08:30", "error", "Tell me about partitioning", chunk_ids[2:3], [0.032], 15000.0),
+            ("r6", "2026-11-21 09:00", "ok", "How should I partition a big table?", [chunk_ids[0], chunk_ids[3]], [0.0322, 0.0155], 900.0),
         ]
         for request_id, created, status, query, chunks, scores, total_ms in requests:
             conn.execute(

@@ -208,3 +208,17 @@ def test_hybrid_search_fuses_keyword_and_vector_ranks(
     rows = run_query(analytics_database, "hybrid_search", query_text=text, query_embedding=_literal(query), k=5)
     assert [row["chunk_id"] for row in rows] == expected
     assert all(row["keyword_rank"] and row["semantic_rank"] for row in rows[:1])  # the best is in both lists
+
+
+def test_twin_analyst_url_prints_a_url_psql_logs_in_with_as_the_analyst(
+    capsys: pytest.CaptureFixture[str], analytics_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", analytics_database)
+    monkeypatch.setenv("TWIN_ANALYST_PASSWORD", "correct horse battery staple")
+    assert main(["analyst-url"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("postgresql://twin_analyst@") and "battery" not in url
+    result = subprocess.run([str(PSQL), url, "-X", "-A", "-t", "-c", "SELECT current_user, count(*) FROM twin_content_stats"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("twin_analyst|")

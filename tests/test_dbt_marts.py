@@ -124,8 +124,8 @@ def test_traffic_citations_and_unanswered_queries(marts: psycopg.Connection) -> 
         GROUP BY 1 ORDER BY count(*) DESC LIMIT 1""")[0][0]
     assert _rows(marts, "SELECT document_id FROM analytics.cited_documents WHERE citation_rank = 1") == [
         (top_document,)]
-    unanswered = _rows(marts, "SELECT query, requests, best_similarity FROM analytics.unanswered_queries")
-    assert unanswered == [(UNANSWERED_QUERY.lower(), 2, 0.12)]
+    unanswered = _rows(marts, "SELECT query, requests, best_score FROM analytics.unanswered_queries")
+    assert unanswered == [(UNANSWERED_QUERY.lower(), 2, 0.0164)]
 
 
 def test_staging_hides_prompts_and_answers(marts: psycopg.Connection) -> None:

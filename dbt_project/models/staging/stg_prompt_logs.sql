@@ -13,7 +13,7 @@ select
     backend,
     retrieved_chunk_ids,
     cardinality(retrieved_chunk_ids) as retrieved_chunks,
-    (select max(score) from unnest(retrieval_scores) as score) as top_similarity,
+    (select max(score) from unnest(retrieval_scores) as score) as top_score,
     prompt_tokens,
     completion_tokens,
     retrieval_ms,
