@@ -25,17 +25,21 @@ class InstructDatasetConfig(dg.Config):
     min_train_rows: int = MIN_TRAIN_ROWS
 
 
-@dg.asset(
-    key=["datasets", "instruct"],
-    deps=[cleaned_documents],
+INSTRUCT_KEY = dg.AssetKey(["datasets", "instruct"])
+
+
+# A multi_asset of one so that its checks, like the asset, may be skipped (a twin with too little text).
+@dg.multi_asset(
+    name="datasets__instruct",
+    specs=[dg.AssetSpec(
+        INSTRUCT_KEY, deps=[cleaned_documents], group_name="training", kinds={"parquet", "mlflow"}, skippable=True,
+        automation_condition=dg.AutomationCondition.eager(),
+        description="Instruction → the author's own passage, split by document; parquet in the artifact store, "
+                    "one row per version in dataset_versions.",
+    )],
     partitions_def=twin_partitions,
-    group_name="training",
-    kinds={"parquet", "mlflow"},
-    output_required=False,
-    automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[dg.AssetCheckSpec(name, asset=["datasets", "instruct"], blocking=True) for name in DATASET_CHECKS],
-    description="Instruction → the author's own passage, split by document; parquet in the artifact store, "
-                "one row per version in dataset_versions.",
+    can_subset=True,
+    check_specs=[dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True) for name in DATASET_CHECKS],
 )
 def instruct_dataset(
     context: dg.AssetExecutionContext,
@@ -59,11 +63,12 @@ def instruct_dataset(
             version = build_instruct_dataset(conn, twin, generator, store, min_train_rows=config.min_train_rows)
         except NotEnoughData as skip:
             context.log.warning(f"No dataset for {twin}: {skip.message} {skip.fix}")
-            yield dg.AssetObservation(asset_key=context.asset_key, partition=twin,
+            yield dg.AssetObservation(asset_key=INSTRUCT_KEY, partition=twin,
                                       metadata={"skipped": skip.message, "fix": skip.fix})
             return
     checks = check_dataset(version.local_dir, config.min_train_rows)
     yield dg.MaterializeResult(
+        asset_key=INSTRUCT_KEY,
         metadata={
             "fingerprint": version.fingerprint,
             "new_version": version.created,
@@ -79,7 +84,8 @@ def instruct_dataset(
             "preview": dg.MetadataValue.md(_preview(version.local_dir)),
         },
         data_version=dg.DataVersion(version.fingerprint[:16]),
-        check_results=[dg.AssetCheckResult(check_name=c.name, passed=c.passed, metadata={"detail": c.description}) for c in checks],
+        check_results=[dg.AssetCheckResult(asset_key=INSTRUCT_KEY, check_name=c.name, passed=c.passed,
+                                           metadata={"detail": c.description}) for c in checks],
     )
 
 
@@ -90,7 +96,7 @@ class PreferenceDatasetConfig(dg.Config):
 
 @dg.asset(
     key=["datasets", "preference"],
-    deps=[instruct_dataset],
+    deps=[INSTRUCT_KEY],
     partitions_def=twin_partitions,
     group_name="training",
     kinds={"parquet"},

@@ -150,3 +150,72 @@ def test_parse_instruction_refuses_replies_without_an_instruction() -> None:
     for bad in ("no json", '{"instruction": ""}', '{"other": "x"}'):
         with pytest.raises(ValueError):
             parse_instruction(bad)
+
+
+def test_dataset_versions_go_to_s3_and_come_back(conn, tmp_path: Path, monkeypatch) -> None:
+    """TWIN_ARTIFACTS_URI=s3://...: written locally, uploaded, and fetched again into an empty cache."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
+                            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+            monkeypatch.setenv(name, value)
+        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="twin-artifacts")
+        import_twin(conn, "tomas-herrera")
+        store = ArtifactStore("s3://twin-artifacts/prod", tmp_path / "cache", client)
+        version = build_instruct_dataset(conn, "tomas-herrera", OfflineInstructionGenerator(), store, progress=False)
+        assert version.uri == f"s3://twin-artifacts/prod/datasets/tomas-herrera/instruct/{version.short}"
+        keys = {item["Key"] for item in client.list_objects_v2(Bucket="twin-artifacts")["Contents"]}
+        assert {f"prod/datasets/tomas-herrera/instruct/{version.short}/{name}" for name in
+                ("train.parquet", "test.parquet", "manifest.json")} == keys
+        fresh = ArtifactStore("s3://twin-artifacts/prod", tmp_path / "empty-cache", client)
+        again = build_instruct_dataset(conn, "tomas-herrera", OfflineInstructionGenerator(), fresh, progress=False)
+        assert not again.created and (again.local_dir / "train.parquet").read_bytes() == (version.local_dir / "train.parquet").read_bytes()
+    finally:
+        server.stop()
+
+
+def test_the_asset_skips_a_small_twin_with_an_observation(conn, database_url: str, twin_home: Path, tmp_path: Path) -> None:
+    import dagster as dg
+    from dagster_aws.s3 import S3Resource
+
+    from assets.datasets import instruct_dataset
+    from resources import PostgresResource, TrainingResource
+
+    for index in range(2):
+        row = json.dumps({"author": "Tiny Writer", "category": "post", "platform": "linkedin",
+                          "url": f"https://example.com/p/{index}", "content": f"Post {index} about tides and fish, short."})
+        (tmp_path / f"tiny{index}.jsonl").write_text(row + "\n")
+        import_jsonl(conn, tmp_path / f"tiny{index}.jsonl", max_document_bytes=1_000_000)
+    clean_documents(conn, "tiny-writer")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("twins", ["tiny-writer"])
+        result = dg.materialize([instruct_dataset], partition_key="tiny-writer", instance=instance, resources={
+            "postgres": PostgresResource(twin_home=str(twin_home), database_url=database_url),
+            "training": TrainingResource(twin_home=str(tmp_path / "home")), "s3": S3Resource()})
+        assert result.success
+        assert result.get_asset_materialization_events() == []
+        observation = result.get_asset_observation_events()[0].event_specific_data.asset_observation
+        assert "training and" in observation.metadata["skipped"].value and "Import more" in observation.metadata["fix"].value
+
+
+def test_preference_pairs_take_the_authors_passage_as_chosen(conn, tmp_path: Path, base_model: str) -> None:
+    from training.preference import build_preference_dataset
+
+    import_twin(conn, "priya-raman")
+    store = ArtifactStore(str(tmp_path), tmp_path / "c")
+    instruct = build_instruct_dataset(conn, "priya-raman", OfflineInstructionGenerator(), store, progress=False)
+    version = build_preference_dataset(conn, "priya-raman", store, base_model, max_pairs=3, max_new_tokens=12)
+    pairs = pq.read_table(version.local_dir / "train.parquet").to_pylist()
+    train = {row["instruction"]: row["output"] for row in pq.read_table(instruct.local_dir / "train.parquet").to_pylist()}
+    assert len(pairs) == 3 and all(train[p["prompt"]] == p["chosen"] != p["rejected"] and p["rejected"] for p in pairs)
+    again = build_preference_dataset(conn, "priya-raman", store, base_model, max_pairs=3, max_new_tokens=12)
+    assert (again.fingerprint, again.created) == (version.fingerprint, False)
+    kinds = conn.execute("SELECT kind, train_rows FROM dataset_versions ORDER BY kind").fetchall()
+    assert kinds == [("instruct", instruct.train_rows), ("preference", 3)]
