@@ -192,6 +192,11 @@ def champion(context: dg.AssetExecutionContext, postgres: PostgresResource, trai
             raise dg.Failure(f"The latest evaluation of {name} did not pass the gate; nothing to promote.")
         version, _, reason = row
         previous = alias_version(client, twin, CHAMPION)
+        if previous is not None and int(previous.version) == version:
+            context.log.info(f"{name} v{version} is already the champion.")
+            return dg.MaterializeResult(metadata={"registered_model": name, "champion_version": version,
+                                                  "previous_champion": version, "reason": "already champion"},
+                                        data_version=dg.DataVersion(f"{name}/{version}"))
         client.set_registered_model_alias(name, CHAMPION, str(version))
         conn.execute(
             "INSERT INTO promotions (registered_model, version, twin, previous_version) VALUES (%s, %s, %s, %s)",
