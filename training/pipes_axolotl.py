@@ -11,12 +11,14 @@ Extras from the orchestrating asset: config_path, output_dir (the adapter), merg
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from dagster_pipes import PipesContext, open_dagster_pipes
@@ -35,7 +37,8 @@ def main() -> None:
         if not (output_dir / "adapter_model.safetensors").is_file():
             raise RuntimeError(f"Axolotl finished but wrote no adapter to {output_dir}.")
         pipes.log.info("Merging the adapter into the base model...")
-        merge(base_model, output_dir, merged_dir)
+        with _quiet_stderr():  # torchao/bitsandbytes print CUDA-kernel notes on CPU hosts at import
+            merge(base_model, output_dir, merged_dir)
         losses = [step["loss"] for step in steps if "loss" in step]
         tokens = sum(step.get("tokens/total", 0) for step in steps if "loss" in step)
         pipes.report_asset_materialization(metadata={
@@ -112,6 +115,18 @@ def merge(base_model: str, adapter_dir: Path, merged_dir: Path) -> None:
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(partial)
     shutil.rmtree(merged_dir, ignore_errors=True)
     partial.rename(merged_dir)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _loss_table(steps: list[dict[str, float]]) -> str:
