@@ -153,11 +153,14 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        runtime.metrics.rejected.labels(str(error.status)).inc()
         return _error(error.status, error.message, error.kind, error.param)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
+        runtime.metrics.rejected.labels("400" if any(p.get("type") == "json_invalid" for p in problems)
+                                        else "422").inc()
         if any(problem.get("type") == "json_invalid" for problem in problems):
             return _error(400, "The request body is not valid JSON.", param=None)
         first = problems[0] if problems else {}
@@ -331,11 +334,9 @@ def _check_key(runtime: Runtime, request: Request, twin: str | None, key: str | 
     key = key if key is not None else _request_key(request)
     verdict = runtime.config.key_allows(key, twin)
     if verdict == 401:
-        runtime.metrics.rejected.labels("unauthorized").inc()
         raise ApiError(401, "Missing or unknown API key: send `Authorization: Bearer KEY` (or X-API-Key).",
                        "authentication_error")
     if verdict == 403:
-        runtime.metrics.rejected.labels("forbidden").inc()
         raise ApiError(403, f"This API key is not allowed to use twin {twin!r}.", "permission_error")
     return key
 
@@ -401,7 +402,6 @@ async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> 
     try:
         runtime.gate.admit()
     except QueueFull:
-        runtime.metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, f"The generation queue is full ({runtime.gate.limit} requests running or "
                             "waiting); retry shortly.", "rate_limit_error") from None
     ticket = Ticket(runtime.gate, runtime.metrics)
@@ -419,6 +419,8 @@ async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> 
         raise
     if prepared.retrieval is not None:
         runtime.metrics.retrieval_seconds.observe(prepared.retrieval.ms / 1000)
+    if runtime.with_database and runtime.monitor.database_url is None:
+        runtime.monitor.database_url = runtime.service.database_url()  # the database came back
     return prepared, ticket
 
 

@@ -29,4 +29,5 @@ class Metrics:
             "twin_generation_queue_depth", "Requests running or waiting for a generation slot",
             registry=self.registry)
         self.rejected = Counter(
-            "twin_rejected_requests", "Requests refused before generation", ["reason"], registry=self.registry)
+            "twin_rejected_requests", "Requests answered with an error status (401, 422, 429, 503, ...)",
+            ["status"], registry=self.registry)

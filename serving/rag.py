@@ -32,7 +32,7 @@ from serving.retrieval import (
 )
 from twin.database import connect, database_url
 from twin.documents import twin_slug
-from twin.embedding import Embedder, load_embedder
+from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -167,10 +167,6 @@ class RagService:
             return twin
         return dict(self.twins()).get(twin, twin)
 
-    @contextmanager
-    def _embedder(self) -> Iterator[Embedder]:
-        yield load_embedder(self.settings.embedding_model)
-
     # --- retrieval ------------------------------------------------------------------------
     def retrieve(self, question: str, twin: str | None, category: str | None, k: int,
                  loaded: LoadedModel, expand: int | None = None) -> Retrieval:
@@ -178,7 +174,8 @@ class RagService:
         found = self_query_for(self.twins()).filters(question)
         filters = QueryFilters(twin=twin or found.twin, category=category or found.category)
         queries = [question, *self.expand_query(question, loaded, expand)]
-        with self._embedder() as embedder, self.connection() as conn:
+        embedder = load_embedder(self.settings.embedding_model)
+        with self.connection() as conn:
             candidates = hybrid_search(conn, embedder, queries, filters, k=k)
         if self.config.reranker_model:
             candidates = rerank(self.config.reranker_model, question, candidates)

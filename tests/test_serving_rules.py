@@ -153,3 +153,16 @@ def test_context_is_packed_to_the_budget_and_numbered_per_document() -> None:
     assert packed.tokens <= 200
     assert packed.text.startswith("[1] Tu1") and "[2] Tu3" in packed.text
     assert len(pack_context(chunks, k=1, token_budget=10_000, count_tokens=len).chunks) == 1
+
+
+def test_the_serving_package_never_imports_dagster() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, serving.app, serving.server, serving.rag, serving.quantization; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'dagster', 'assets', 'orchestration', 'resources', 'exllamav2'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
