@@ -149,7 +149,8 @@ class ModelManager:
                 backend = RemoteBackend(str(self.config.model_endpoint), twin or "base",
                                         self.config.model_api_key, self.config.generation_timeout_s)
                 self._loaded[key] = backend
-        return LoadedModel(backend, ServingModel(str(self.config.model_endpoint), f"remote:{twin or 'base'}", None, None))
+        remote = ServingModel(str(self.config.model_endpoint), f"remote:{twin or 'base'}", None, None)
+        return LoadedModel(backend, remote)
 
     def close(self) -> None:
         with self._lock:

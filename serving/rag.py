@@ -226,6 +226,7 @@ class RagService:
             retrieval_ms=round(found.ms, 2) if found else None)
         if found is not None:
             entry.prompt_variables["filters"] = {"twin": found.filters.twin, "category": found.filters.category}
+            entry.prompt_variables["queries"] = found.queries  # the question and its expansions
         return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
 
     def finish(self, prepared: PreparedRequest, answer: str, status: str, error: str | None,

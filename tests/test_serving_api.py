@@ -250,3 +250,13 @@ def test_champion_alias_move_is_served_without_restart(server: RunningServer, ba
         client.delete_registered_model(name)
     time.sleep(server.runtime.config.model_check_ttl_s + 0.1)
     shutil.rmtree(folder)
+
+
+def test_query_expansion_searches_the_llm_variants_too(server: RunningServer) -> None:
+    response = rag(server, query="How do I make procedural caves feel connected?", twin="priya-raman", expand=2)
+    assert response.status_code == 200, response.text
+    row = prompt_log(server, response.json()["request_id"])
+    queries = row["prompt_variables"]["queries"]
+    assert queries[0] == "How do I make procedural caves feel connected?"
+    assert 1 <= len(queries) <= 3 and all(isinstance(query, str) and query for query in queries)
+    assert {source["author"] for source in response.json()["sources"]} == {"Priya Raman"}

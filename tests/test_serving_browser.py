@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,9 @@ def browser() -> Iterator[object]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_chat_page_streams_an_answer_with_its_sources(serving_server: RunningServer, browser) -> None:  # type: ignore[no-untyped-def]
+def test_chat_page_streams_an_answer_with_its_sources(
+    serving_server: RunningServer, browser: Any
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import Select, WebDriverWait

@@ -166,3 +166,19 @@ def test_the_serving_package_never_imports_dagster() -> None:
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_rerank_orders_by_the_cross_encoder_when_one_is_configured() -> None:
+    # no cross-encoder is bundled: MiniLM's encoder with a fresh one-logit head checks the plumbing
+    from serving.retrieval import load_reranker, rerank
+    from twin.embedding import resolve_model_location
+    from twin.settings import DEFAULT_EMBEDDING_MODEL
+
+    model = resolve_model_location(DEFAULT_EMBEDDING_MODEL)
+    chunks = [RetrievedChunk(f"id-{i}", f"u{i}", "t", "A", "post", None, text, 0.5, 0.03 - i / 1000)
+              for i, text in enumerate(["tide pools at dawn", "vacuum and dead tuples", "hex grid pathfinding"])]
+    reranked = rerank(model, "postgres bloat", chunks)
+    expected = load_reranker(model).predict([("postgres bloat", chunk.text) for chunk in chunks])
+    by_id = {chunk.chunk_id: chunk.score for chunk in reranked}
+    assert [by_id[f"id-{i}"] for i in range(3)] == pytest.approx([float(score) for score in expected], abs=1e-5)
+    assert [chunk.score for chunk in reranked] == sorted(by_id.values(), reverse=True)
