@@ -119,6 +119,7 @@ def twin_eval(
     postgres: PostgresResource,
     training: TrainingResource,
     embedding_model: EmbeddingModelResource,
+    s3: S3Resource,
 ) -> dg.MaterializeResult:
     twin = context.partition_key
     settings = training.settings()
@@ -134,7 +135,7 @@ def twin_eval(
     if champion is not None and champion.version != challenger.version:
         reference = (f"champion v{champion.version}", str(local_model_folder(settings, champion.source, name, str(champion.version))))
     dataset_fingerprint = challenger.tags.get("dataset_fingerprint", "")
-    store = training.artifact_store()
+    store = training.artifact_store(s3.get_client() if settings.artifacts_uri.startswith("s3://") else None)
     examples = load_examples(store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}"), config.max_examples)
     report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
                       embedding_model.embedder(),
