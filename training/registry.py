@@ -53,14 +53,19 @@ def configure_mlflow(settings: Settings):  # -> mlflow.MlflowClient (mlflow impo
 
 
 def ensure_experiment(client, settings: Settings, twin: str) -> str:
-    """The twin's experiment id; the embedded store keeps artifacts under TWIN_HOME/mlflow."""
-    name = experiment_name(twin)
+    """The twin's experiment id."""
+    return experiment_id(client, settings, experiment_name(twin))
+
+
+def experiment_id(client, settings: Settings, name: str) -> str:
+    """An experiment's id, created when missing; with the embedded store its artifacts go under
+    TWIN_HOME/mlflow/artifacts (MLflow's own default is ./mlruns in the working directory)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = None
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
-        location = str(settings.mlflow_artifacts_dir / twin)
+        location = str(settings.mlflow_artifacts_dir / name.removeprefix(EXPERIMENT_PREFIX))
     return client.create_experiment(name, artifact_location=location)
 
 
