@@ -7,7 +7,7 @@
       packing, chat template) on the sample corpus;
   (c) API throughput and error rate with 16 concurrent clients on CPU (real SmolLM2 generation).
 
-Run: .venv/bin/python bench/serving.py   (about 18 minutes on 2 shared cores; --requests-per-client 1
+Run: .venv/bin/python bench/serving.py   (about 10 minutes on 2 cores; --requests-per-client 1
      and --scales 10000 for a quick run)
 """
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scales", default="10000,100000")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
-    parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--requests-per-client", type=int, default=2)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="twin-bench-serving-"))
     os.environ["TWIN_HOME"] = str(home)
