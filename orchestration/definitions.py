@@ -17,7 +17,7 @@ from orchestration.automation import (
 )
 from orchestration.jobs import build_features_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
-from resources.serving import Exl2Resource
+from resources.serving import Exl2Resource, exl2_bits_from_env
 from twin.profiles import profiles_path
 from twin.settings import Settings
 
@@ -42,7 +42,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "profiles": ProfilesResource(path=str(profiles_path())),
             "s3": S3Resource(endpoint_url=os.environ.get("TWIN_S3_ENDPOINT_URL") or None),
             "dbt": dbt_resource(),
-            "exl2": Exl2Resource(twin_home=str(settings.home)),
+            "exl2": Exl2Resource(twin_home=str(settings.home), bits=exl2_bits_from_env()),
             "exl2_pipes": dg.PipesSubprocessClient(),
             "training": TrainingResource(
                 twin_home=str(settings.home), target=os.environ.get("TWIN_TRAINING_TARGET") or "local"),

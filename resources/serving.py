@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import dagster as dg
 
 from serving.quantization import DEFAULT_BITS, DEFAULT_HEAD_BITS, check_bits, current_python
+from twin.errors import TwinError
 from twin.settings import Settings
 
 
@@ -32,3 +34,14 @@ class Exl2Resource(dg.ConfigurableResource):
     def interpreter(self) -> str:
         check_bits(self.bits)
         return self.python or current_python()
+
+
+def exl2_bits_from_env() -> float:
+    """TWIN_EXL2_BITS: the build the asset makes is the one serving looks for."""
+    value = os.environ.get("TWIN_EXL2_BITS") or str(DEFAULT_BITS)
+    try:
+        bits = float(value)
+    except ValueError:
+        raise TwinError(f"TWIN_EXL2_BITS={value!r} is not a number.", "set it to e.g. 4.5.") from None
+    check_bits(bits)
+    return bits
