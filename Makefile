@@ -48,6 +48,7 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/crawl.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/serving.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
