@@ -192,7 +192,9 @@ def _document_rows(documents: list[SourceDocument], test_urls: set[str], rows: d
 def write_version(store: ArtifactStore, relative: str, rows: dict[str, list[dict[str, object]]], manifest: dict[str, object]) -> Path:
     """Write the parquet files and manifest into a partial folder, then rename it into place."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # a bar per parquet file says nothing; the passages bar shows progress
     folder = store.local_dir(relative)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
