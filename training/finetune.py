@@ -86,7 +86,7 @@ def start_training_run(settings: Settings, twin: str, dataset: DatasetVersion, p
             warnings.simplefilter("ignore", UserWarning)
             source = mlflow.data.from_pandas(frame, source=dataset.uri, name=f"{twin}-instruct-{dataset.short}",
                                              digest=dataset.short)
-        mlflow.log_input(source, context="training")
+            mlflow.log_input(source, context="training")
     mlflow.end_run()
     folder = settings.models_dir / "runs" / run_id
     config = axolotl_config(
