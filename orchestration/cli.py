@@ -25,7 +25,7 @@ from twin.sources.jsonl import import_jsonl, jsonl_files
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
 DEMO_TWIN = "maya-lindqvist"  # the author who wrote about it
-DEMO_MAX_TOKENS = 96
+DEMO_MAX_TOKENS = 160
 SHOWN_REJECTIONS = 10
 
 
