@@ -163,6 +163,15 @@ def test_a_768d_model_against_the_384d_column_is_refused_and_writes_nothing(
         assert "makes 768-d vectors but chunks.embedding is vector(384)" in failure.message
         assert conn.execute("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()[0] == 0
 
+        conn.execute("CREATE VIEW public.embedded_chunks AS SELECT chunk_id FROM analyst.chunks WHERE embedding IS NOT NULL")
+        conn.execute("COMMENT ON VIEW public.embedded_chunks IS 'a view over a view over the column'")
+        analyst_could_read = conn.execute("SELECT has_table_privilege('twin_analyst', 'analyst.chunks', 'SELECT')").fetchone()[0]
+
         set_embedding_column_dimension(conn, 768)  # the documented fix: resize, then re-run
         assert pipeline.run("ada-byte", model=wide_model).success
         assert conn.execute("SELECT DISTINCT vector_dims(embedding) FROM chunks").fetchall() == [(768,)]
+        # views over the column (the analyst views, dbt's, anyone's) come back with comments and grants
+        assert conn.execute("SELECT vector_dims(embedding) FROM analyst.chunks LIMIT 1").fetchone() == (768,)
+        assert conn.execute("SELECT count(*) FROM public.embedded_chunks").fetchone()[0] > 0
+        assert conn.execute("SELECT obj_description('public.embedded_chunks'::regclass)").fetchone()[0].startswith("a view")
+        assert conn.execute("SELECT has_table_privilege('twin_analyst', 'analyst.chunks', 'SELECT')").fetchone()[0] == analyst_could_read
