@@ -7,7 +7,7 @@ from dagster_aws.s3 import S3Resource
 
 from assets.features import cleaned_documents
 from assets.partitions import twin_partitions
-from resources import EmbeddingModelResource, PostgresResource, TrainingResource
+from resources import PostgresResource, TrainingResource
 from training import preference
 from training.dataset_versions import MIN_TRAIN_ROWS, NotEnoughData, build_instruct_dataset, check_dataset
 from training.instructions import LLMEndpoint, LLMInstructionGenerator, OfflineInstructionGenerator
@@ -57,7 +57,7 @@ def instruct_dataset(
             api_key=os.environ.get(config.llm_api_key_env), timeout_s=config.llm_timeout_s))
     else:
         generator = OfflineInstructionGenerator()
-    store = training.artifact_store(s3.get_client() if (training.settings().artifacts_uri.startswith("s3://")) else None)
+    store = training.artifact_store(s3)
     with postgres.connection() as conn:
         try:
             version = build_instruct_dataset(conn, twin, generator, store, min_train_rows=config.min_train_rows)
@@ -113,7 +113,7 @@ def preference_dataset(
 ):
     twin = context.partition_key
     settings = training.settings()
-    store = training.artifact_store(s3.get_client() if settings.artifacts_uri.startswith("s3://") else None)
+    store = training.artifact_store(s3)
     with postgres.connection() as conn:
         try:
             version = preference.build_preference_dataset(

@@ -63,7 +63,7 @@ def twin_adapter(
             context.log.info(f"Dataset {newest[0][:16]} was already trained with profile {profile.name} "
                              f"(version {trained}); nothing to train.")
             return
-    store = training.artifact_store(s3.get_client() if settings.artifacts_uri.startswith("s3://") else None)
+    store = training.artifact_store(s3)
     with postgres.connection() as conn:
         dataset = find_version(conn, store, twin, "instruct", newest[0])
     if dataset is None:
@@ -135,7 +135,7 @@ def twin_eval(
     if champion is not None and champion.version != challenger.version:
         reference = (f"champion v{champion.version}", str(local_model_folder(settings, champion.source, name, str(champion.version))))
     dataset_fingerprint = challenger.tags.get("dataset_fingerprint", "")
-    store = training.artifact_store(s3.get_client() if settings.artifacts_uri.startswith("s3://") else None)
+    store = training.artifact_store(s3)
     examples = load_examples(store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}"), config.max_examples)
     report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
                       embedding_model.embedder(),

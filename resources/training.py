@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from training.artifacts import ArtifactStore
 from training.ecs import EcsTrainingTarget
@@ -39,9 +40,11 @@ class TrainingResource(dg.ConfigurableResource):
             overrides["training_python"] = self.training_python
         return dataclasses.replace(base, **overrides)
 
-    def artifact_store(self, s3_client: Any | None = None) -> ArtifactStore:
+    def artifact_store(self, s3: S3Resource) -> ArtifactStore:
+        """The dataset store; its S3 client (from the `s3` resource) only when the URI is s3://."""
         settings = self.settings()
-        return ArtifactStore(settings.artifacts_uri, settings.home / "artifacts-cache", s3_client)
+        client = s3.get_client() if settings.artifacts_uri.startswith("s3://") else None
+        return ArtifactStore(settings.artifacts_uri, settings.home / "artifacts-cache", client)
 
     def launch(self, context: dg.AssetExecutionContext, run: TrainingRun) -> dg.MaterializeResult:
         """Run training/pipes_axolotl.py through Dagster Pipes; metrics stream back as it trains."""
