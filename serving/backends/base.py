@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Iterator
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from twin.errors import TwinError
 
@@ -17,6 +17,19 @@ class Message(TypedDict):
 
 class PromptTooLong(TwinError):
     """The prompt plus max_tokens does not fit the model's window (a 400, not a server error)."""
+
+
+class HuggingFaceTokenizer:
+    """Prompt rendering and token counting with the model's own Hugging Face tokenizer and chat
+    template; shared by the local backends (transformers, ExLlamaV2), which set `self.tokenizer`."""
+
+    tokenizer: Any
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class GenerationBackend(Protocol):

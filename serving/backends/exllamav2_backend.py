@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from serving.backends.base import Message, require_exllamav2
+from serving.backends.base import HuggingFaceTokenizer, Message, require_exllamav2
 
 _DONE = object()
 
@@ -30,7 +30,7 @@ class ExLlamaV2Options:
     num_draft_tokens: int = 4
 
 
-class ExLlamaV2Backend:
+class ExLlamaV2Backend(HuggingFaceTokenizer):
     name = "exllamav2"
 
     def __init__(self, exl2_path: str, options: ExLlamaV2Options | None = None) -> None:
@@ -75,12 +75,6 @@ class ExLlamaV2Backend:
         self._closed = False
         self._driver = threading.Thread(target=self._drive, name="exllamav2-generator", daemon=True)
         self._driver.start()
-
-    def render_prompt(self, messages: list[Message]) -> str:
-        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(
         self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.backends.base import Message, PromptTooLong
+from serving.backends.base import HuggingFaceTokenizer, Message, PromptTooLong
 from twin.errors import TwinError
 
 
-class TransformersBackend:
+class TransformersBackend(HuggingFaceTokenizer):
     name = "transformers"
 
     def __init__(self, model_path: str) -> None:
@@ -36,12 +36,6 @@ class TransformersBackend:
             )
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
-
-    def render_prompt(self, messages: list[Message]) -> str:
-        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(
         self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event
