@@ -182,7 +182,8 @@ def cmd_crawl(args: argparse.Namespace, settings: Settings) -> int:
     from twin.sources.web import crawl
 
     with connect(database_url(settings)) as conn:
-        summary = store_batch(conn, crawl(conn, args.url, args.twin))
+        summary = store_batch(conn, crawl(conn, args.url, args.twin),
+                              max_document_bytes=settings.max_document_bytes)
     return _report_import(settings, [summary])
 
 
@@ -191,7 +192,7 @@ def cmd_import_export(args: argparse.Namespace, settings: Settings) -> int:
 
     batch = read_export(args.path, args.twin, base_url=args.base_url)
     with connect(database_url(settings)) as conn:
-        summary = store_batch(conn, batch)
+        summary = store_batch(conn, batch, max_document_bytes=settings.max_document_bytes)
     return _report_import(settings, [summary])
 
 

@@ -137,7 +137,8 @@ def import_jsonl(
     for file in jsonl_files(path):
         batch = read_jsonl_batch(file, str(file.resolve()), max_document_bytes=max_document_bytes,
                                  only_twin=only_twin, first_seen=first_seen)
-        summaries.append(store_batch(conn, batch, prune=prune, only_twin=only_twin))
+        summaries.append(store_batch(conn, batch, prune=prune, only_twin=only_twin,
+                                     max_document_bytes=max_document_bytes))
         if progress is not None:
             progress(file)
     return summaries
