@@ -5,6 +5,7 @@ import csv
 import io
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,32 @@ def test_twin_analyst_url_prints_a_url_psql_logs_in_with_as_the_analyst(
     finally:  # roles are cluster-wide: give the other tests their generated password back
         with connect(analytics_database) as conn:
             enable_analyst_login(conn, None, Path(os.environ["TWIN_HOME"]))
+
+
+def test_the_analyst_cannot_hold_the_platforms_locks(analyst: psycopg.Connection, analytics_database: str) -> None:
+    analyst.execute("SELECT pg_advisory_lock(7214550001)")  # the old migration lock key
+    analyst.execute("SELECT pg_advisory_lock(hashtext('chunks:maya-lindqvist'))")  # an old per-step key
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute("SELECT * FROM platform_locks FOR UPDATE")
+        code = ("import sys; from twin.database import connect, hold_platform_lock\n"
+                "conn = connect(sys.argv[1])\n"
+                "with conn.transaction():\n    hold_platform_lock(conn, 'chunks:maya-lindqvist')\n")
+        result = subprocess.run([sys.executable, "-c", code, analytics_database], capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert result.returncode == 0, result.stderr  # a new platform process migrates and locks: not stalled
+    finally:
+        analyst.execute("SELECT pg_advisory_unlock_all()")
+
+
+def test_the_analyst_role_has_limits(analyst: psycopg.Connection, platform: psycopg.Connection) -> None:
+    assert analyst.execute("SHOW statement_timeout").fetchone()[0] == "1min"
+    assert analyst.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+    assert analyst.execute("SHOW temp_file_limit").fetchone()[0] == "1GB"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        analyst.execute("SET temp_file_limit = -1")
+    limit = platform.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'twin_analyst'").fetchone()[0]
+    assert limit == 4
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        analyst.execute("SET statement_timeout = '200ms'; SELECT pg_sleep(2)")
+    analyst.execute("RESET statement_timeout")

@@ -59,3 +59,10 @@ def test_chat_page_streams_an_answer_with_its_sources(
     assert links[0] == "https://medium.com/@priyaraman/cellular-automata-caves-from-noise"
     assert all("Priya Raman" in source.text for source in sources)
     assert browser.find_element(By.ID, "status").text == ""
+    # a source whose URL is not http(s) is no link, and stored text is never markup
+    hostile = browser.execute_script("""
+        const list = document.createElement("ol");
+        showSources(list, [{number: 1, url: "javascript:alert(1)", title: "<b>t</b>", author: "a",
+                            category: "post", snippet: "<img src=x onerror=alert(1)>", score: 0.5}]);
+        return [list.querySelectorAll("a").length, list.querySelectorAll("img, b").length, list.textContent];""")
+    assert hostile[0] == 0 and hostile[1] == 0 and "<img src=x" in hostile[2]
