@@ -21,6 +21,7 @@ from twin.search import SearchHit, search_chunks
 from twin.sources.batch import store_batch
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl, jsonl_files
+from twin.sources.warehouse import read_warehouse_dump, warehouse_dumps
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    command = commands.add_parser("import", help="import a JSONL file or a folder of them")
+    command = commands.add_parser("import", help="import JSONL files or an LLM Engineer's Handbook warehouse dump")
     command.add_argument("path", type=Path)
     command.add_argument("--prune", action="store_true",
                          help="delete documents previously imported from this file that are gone from it")
@@ -157,11 +158,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    files = jsonl_files(args.path)
-    with connect(database_url(settings)) as conn, tqdm(total=len(files), unit="file", desc="importing", disable=None) as bar:
-        summaries = import_jsonl(conn, args.path, prune=args.prune,
-                                 max_document_bytes=settings.max_document_bytes,
-                                 progress=lambda _file: bar.update())
+    """JSONL files and warehouse dumps (a dump folder, one of its files, or folders holding them)."""
+    dumps = warehouse_dumps(args.path)
+    has_jsonl = not (dumps and dumps[0] == args.path)
+    try:
+        files = jsonl_files(args.path) if has_jsonl else []
+    except TwinError:
+        if not dumps:
+            raise
+        files = []
+    summaries: list[ImportSummary] = []
+    with connect(database_url(settings)) as conn, \
+            tqdm(total=len(files) + len(dumps), unit="file", desc="importing", disable=None) as bar:
+        if files:
+            summaries += import_jsonl(conn, args.path, prune=args.prune,
+                                      max_document_bytes=settings.max_document_bytes,
+                                      progress=lambda _file: bar.update())
+        for dump in dumps:
+            for batch in read_warehouse_dump(dump, max_document_bytes=settings.max_document_bytes):
+                twins = {doc.twin for doc in batch.documents}
+                only_twin = next(iter(twins)) if len(twins) == 1 else None
+                summaries.append(store_batch(conn, batch, prune=args.prune and only_twin is not None,
+                                             only_twin=only_twin))
+            bar.update()
     return _report_import(settings, summaries)
 
 
