@@ -113,7 +113,7 @@ def parse_published_at(value: object) -> date | None:
     try:
         return parse_date(value)
     except ValueError as exc:
-        raise ValueError(f"published_at: {exc}") from None
+        raise ValueError(f"published_at {str(exc).removeprefix('date ')}") from None
 
 
 def _rejection(line_number: int, reason: str, line: str) -> Rejection:

@@ -263,7 +263,7 @@ def _published_at(record: dict[str, Any]) -> date | None:
             try:
                 return parse_date(value)
             except ValueError as exc:
-                raise ValueError(f"{field}: {exc}") from None
+                raise ValueError(f"{field} {str(exc).removeprefix('date ')}") from None
         raise ValueError(f"{field} {value!r} is not a date or a date string")
     return None
 
