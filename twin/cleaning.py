@@ -62,7 +62,7 @@ _SHARE_TARGETS = r"(?:twitter|x|facebook|linkedin|email|e-mail|reddit|whatsapp|t
                  r"mastodon|bluesky|threads|copy link|pinterest|print)"
 # (family, pattern matched against a whole normalized line, applies to headings too)
 _CHROME_RULES: list[tuple[str, str, bool]] = [
-    ("share", r"share|share (?:this|the) (?:post|article|story|page)|share on " + _SHARE_TARGETS +
+    ("share", r"share|share this:?|like this:?|like loading(?:…|\.\.\.)?|share (?:this|the) (?:post|article|story|page)|share on " + _SHARE_TARGETS +
      r"|share via .{1,30}|" + _SHARE_TARGETS + r"|note|notes|other|more|tweet|pin it|"
      r"(?:share:?\s*)?(?:" + _SHARE_TARGETS + r"[\s,·•∙|/]*){2,}", True),
     ("subscribe", r"subscribe|subscribe now|subscribed|sign in|sign up|log in|sign up for free|"
@@ -71,7 +71,7 @@ _CHROME_RULES: list[tuple[str, str, bool]] = [
      r"start writing|start your own (?:substack|newsletter).{0,40}|"
      r"thanks for reading .{0,120}(?:subscribe|support my work|new posts).{0,120}|"
      r"(?:subscribe|sign up) (?:to|for) .{0,100}(?:newsletter|new posts|updates|inbox|free).{0,80}|"
-     r"get (?:new posts|my newsletter|the newsletter|new articles).{0,80}|"
+     r"get (?:new posts|my newsletter|the newsletter|new articles).{0,80}|sign up for more like this\.?|"
      r"(?:enter|type) your email.{0,60}|no spam.{0,60}unsubscribe.{0,40}|"
      r"get an email whenever .{0,100}|.{0,80}in your inbox.{0,10}(?:subscribe|sign up).{0,40}", True),
     ("comments", r"discussion about this (?:post|article|episode)|discussion|comments?|\d+ comments?|"
@@ -100,6 +100,7 @@ _CHROME_RULES: list[tuple[str, str, bool]] = [
      r"home|about|archive|archives|menu|search|tags?:.{0,160}|categories:.{0,160}|filed under:?.{0,120}|"
      r"posted in .{0,100}", False),
     ("byline", r"written by .{1,80}|published in .{1,80}|posted (?:by|on) .{1,80}|edited by .{1,60}|"
+     r"about the author|author|authors|published|modified|updated|date|"
      r"about the author|\d[\d.,]*k? followers|follow(?: me| us)?(?: on .{1,30})?|follow @\S+", False),
     ("dateline", rf"(?:published |updated |posted )?(?:on )?(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}}|"
      rf"\d{{4}}-\d{{2}}-\d{{2}})(?: [·∙|•] .{{0,60}})?", False),
@@ -208,13 +209,14 @@ def strip_chrome(text: str, *, title: str = "", author: str = "",
     wanted_title = line_key(clean_title(title)) if title else ""
     name = line_key(clean_title(author)) if author else ""
     total = max(len(text), 1)
-    blocks = text.split("\n\n")
+    blocks = [block for part in _FENCE.split(text)
+              for block in ([part] if _FENCE.fullmatch(part) else part.split("\n\n"))]
     kept_blocks: list[str] = []
     position = 0
     for index, block in enumerate(blocks):
         at = position / total
         position += len(block) + 2
-        if _FENCE.fullmatch(block.strip()) or block.lstrip().startswith("```"):
+        if _FENCE.fullmatch(block):
             kept_blocks.append(block)
             continue
         lines = block.split("\n")
@@ -253,6 +255,8 @@ def _chrome_family(line: str, title: str, author: str, repeated: frozenset[str])
     if not heading and _BY_NAME.fullmatch(_BULLET.sub("", stripped)):
         return "byline"
     candidate = key.strip(" :·•∙|")
+    if not re.search(r"\w", candidate):
+        return "separator"  # a line of bullets or dots between chrome items
     for family, pattern, on_headings in _RULES:
         if (on_headings or not heading) and pattern.fullmatch(candidate):
             return family
