@@ -16,8 +16,11 @@ from typing import Any
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
-CONTENT_SELECTORS = (".available-content", ".body.markup", "[itemprop=articleBody]", ".entry-content",
-                     ".post-content", ".article-content", ".article-body", ".post-body", ".story-body")
+# known article-body containers, best first: (classes the element must have, or its itemprop)
+CONTENT_CONTAINERS: tuple[frozenset[str] | str, ...] = (
+    frozenset({"available-content"}), frozenset({"body", "markup"}), "articleBody", frozenset({"entry-content"}),
+    frozenset({"post-content"}), frozenset({"article-content"}), frozenset({"article-body"}),
+    frozenset({"post-body"}), frozenset({"story-body"}), frozenset({"gh-content"}))
 _SKIPPED = frozenset({"script", "style", "noscript", "template", "head", "title", "meta", "link"})
 _CHROME_TAGS = frozenset({"svg", "nav", "footer", "aside", "form", "button", "header", "iframe", "object", "embed",
                           "video", "audio", "canvas", "picture", "img", "input", "select", "textarea",
@@ -52,10 +55,16 @@ def html_to_text(markup: str) -> str:
 
 def content_root(soup: BeautifulSoup) -> Tag:
     """The element holding the article body: known body containers, then <article>, <main>, <body>."""
-    for selector in CONTENT_SELECTORS:
-        element = soup.select_one(selector)
-        if element is not None and element.get_text(strip=True):
-            return element
+    found: dict[int, list[Tag]] = {}
+    for tag in soup.find_all(True):  # one pass: CSS selectors are slow on pages nested very deep
+        classes = set(tag.get("class") or [])
+        for rank, container in enumerate(CONTENT_CONTAINERS):
+            if (container <= classes) if isinstance(container, frozenset) else tag.get("itemprop") == container:
+                found.setdefault(rank, []).append(tag)
+    for rank in sorted(found):
+        for element in found[rank]:
+            if element.get_text(strip=True):
+                return element
     articles = soup.find_all("article")
     if articles:
         return max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)))
