@@ -222,7 +222,7 @@ def strip_chrome(text: str, *, title: str = "", author: str = "",
         lines = block.split("\n")
         kept: list[str] = []
         for number, line in enumerate(lines):
-            family = _chrome_family(line, wanted_title if index < 3 and not kept_blocks else "", name, repeated)
+            family = _chrome_family(line, wanted_title if index < 4 else "", name, repeated)
             if family is None:
                 kept.append(line)
                 continue
