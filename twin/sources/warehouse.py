@@ -54,7 +54,7 @@ def read_warehouse_dump(
     if not is_warehouse_dump(path):
         raise TwinError(f"{path} is not a warehouse dump.",
                         f"give the folder `tools/data_warehouse.py --export-raw-data` wrote, or one of {_EXPECTED}.")
-    source = str(path.resolve())
+    source = str((path.parent if path.is_file() else path).resolve())  # a dump is its folder, whole or in parts
     files = [path] if path.is_file() else sorted(file for file in path.iterdir() if file.is_file()
                                                  and file.suffix.lower() == ".json")
     problems = SourceBatch(source=source)
@@ -73,7 +73,7 @@ def read_warehouse_dump(
                 problems.reject(f"{file.name} item {position}",
                                 f"{file.name} item {position}: expected a JSON object, got {type(item).__name__}")
         collections[collection] = [item for item in items if isinstance(item, dict)]
-    batches = warehouse_batches(collections, ref_base=f"warehouse://{path.name}", source=source,
+    batches = warehouse_batches(collections, ref_base=f"warehouse://{Path(source).name}", source=source,
                                 only_author=only_author, max_document_bytes=max_document_bytes)
     return batches + ([problems] if problems.rejections else [])
 
