@@ -58,8 +58,9 @@ def _block(block: str) -> str:
         return "<ul>" + "".join("<li>" + _inline(_BULLET.sub("", line)) + "</li>" for line in lines) + "</ul>"
     if all(_NUMBER.match(line) for line in lines):
         return "<ol>" + "".join("<li>" + _inline(_NUMBER.sub("", line)) + "</li>" for line in lines) + "</ol>"
-    if block.startswith("> "):
-        return "<blockquote><p>" + _inline(block.replace("> ", "")) + "</p></blockquote>"
+    if block.startswith(">"):
+        inner = "\n".join(line[2:] if line.startswith("> ") else line.lstrip(">") for line in lines)
+        return "<blockquote>" + markdown_to_html(inner) + "</blockquote>"
     return "<p>" + _inline(block).replace("\n", "<br>") + "</p>"
 
 

@@ -14,6 +14,7 @@ from tests.fixtures.exports import MediumPost, SubstackPost, build_medium_export
 from tests.test_s3_source import bucket, endpoint, s3  # noqa: F401  (pytest fixtures)
 from twin.cleaning import clean, clean_prose, detector_lines, repeated_lines
 from twin.documents import Category, RawDocument
+from twin.embedding import Embedder
 from twin.markup import html_to_text
 from twin.sources.articles import extract_article
 from twin.sources.batch import SourceBatch, store_batch
@@ -271,3 +272,13 @@ def test_broken_html_gives_its_text() -> None:
     broken = "<p>First <b>bold <i>both</p><li>item one<li>item two<p>Last &amp copy &#xZZ; <unclosed"
     # as a browser reads it: the unclosed <li> holds the last <p>; an unterminated tag stays text
     assert clean_prose(broken) == "First bold both\n\n- item one\n- item two\nLast & copy &#xZZ; <unclosed"
+
+
+def test_the_cleaning_benchmark_in_quick_mode_meets_its_quality_targets(embedder: Embedder) -> None:
+    from bench.cleaning import build_corpus, clean_corpus, measure, new_cleaner
+
+    samples = build_corpus(24)
+    assert len({sample.platform for sample in samples}) >= 4
+    figures = measure(samples, clean_corpus(samples, new_cleaner, detector=True), embedder.count_tokens)
+    assert figures["chunks_with_chrome_pct"] <= 1.0 and figures["prose_chunks_with_styled_letters"] == 0
+    assert figures["author_lines_kept_pct"] >= 99.0 and figures["kept_lines_that_are_the_authors_pct"] >= 98.0

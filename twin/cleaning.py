@@ -255,7 +255,7 @@ def _chrome_family(line: str, title: str, author: str, repeated: frozenset[str])
     if not heading and _BY_NAME.fullmatch(_BULLET.sub("", stripped)):
         return "byline"
     candidate = key.strip(" :·•∙|")
-    if not re.search(r"\w", candidate):
+    if not re.search(r"[\w`]", candidate):
         return "separator"  # a line of bullets or dots between chrome items
     for family, pattern, on_headings in _RULES:
         if (on_headings or not heading) and pattern.fullmatch(candidate):

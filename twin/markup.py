@@ -187,8 +187,8 @@ class _Writer:
     def code(self, value: str, language: str) -> None:
         self.flush()
         value = value.strip("\n")
-        if value.strip():
-            self.blocks.append((None, 0, f"```{language}\n{value}\n```"))
+        if value.strip():  # inside a quote, code is quoted too, as markdown writes it
+            self.blocks.append((None, self.quote, f"```{language}\n{value}\n```"))
 
     def result(self) -> str:
         parts: list[str] = []
