@@ -26,6 +26,7 @@ from twin.sources.warehouse import read_warehouse_dump, warehouse_dumps
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
 DEMO_TWIN = "maya-lindqvist"  # the author who wrote about it
+DEMO_EXPORT_AUTHOR = "Ines Varga"  # the sample author whose writing arrives as real pages and exports
 DEMO_MAX_TOKENS = 160
 SHOWN_REJECTIONS = 10
 
@@ -360,12 +361,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The whole chain on the sample corpus: import -> features -> dataset -> CPU fine-tune ->
     evaluation -> a cited answer, printed and then served over HTTP."""
-    print(f"== 1/6 importing the sample corpus ({SAMPLE_CORPUS})")
+    print(f"== 1/6 importing the sample corpus ({SAMPLE_CORPUS}): JSONL, a Handbook warehouse dump, a LinkedIn export")
     cmd_import(argparse.Namespace(path=SAMPLE_CORPUS, prune=False), settings)
+    cmd_import_export(argparse.Namespace(path=_demo_linkedin_export(settings), twin=DEMO_EXPORT_AUTHOR,
+                                         base_url=None), settings)
     print("== 2/6 materializing raw -> cleaned -> chunks -> embeddings for every twin")
     status = cmd_materialize(argparse.Namespace(twin=None), settings)
     if status:
         return status
+    _print_chrome(settings)
     print(f"== 3/6 twin search {DEMO_QUESTION!r} -k 3")
     cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
     print(f"== 4/6 twin train --twin {DEMO_TWIN}: dataset -> Axolotl LoRA on CPU (cpu-demo) -> evaluation -> promotion")
@@ -379,6 +383,32 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         return status
     print("== 6/6 the same question through the API (twin serve, POST /v1/rag)")
     return _serve_once(settings, DEMO_QUESTION, DEMO_TWIN)
+
+
+def _demo_linkedin_export(settings: Settings) -> Path:
+    """The sample's LinkedIn Shares.csv zipped the way LinkedIn delivers it (the repo keeps it as text)."""
+    import zipfile
+
+    archive = settings.home / "demo" / "ines-varga-linkedin.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zip_file:
+        zip_file.write(SAMPLE_CORPUS / "ines-varga" / "linkedin" / "Shares.csv", "Shares.csv")
+    return archive
+
+
+def _print_chrome(settings: Settings) -> None:
+    """How much page chrome cleaning removed, per twin that had any."""
+    from twin.features import chrome_by_family, chrome_summary
+
+    with connect(database_url(settings)) as conn:
+        for slug, _ in list_twins(conn):
+            summary = chrome_summary(conn, slug)
+            if not summary["chrome_lines_removed"]:
+                print(f"chrome removed: {slug}: none ({summary['documents']} documents were clean already)")
+                continue
+            families = ", ".join(f"{family} {lines}" for family, lines in chrome_by_family(conn, slug).items())
+            print(f"chrome removed: {slug}: {summary['chrome_lines_removed']} lines from "
+                  f"{summary['documents_with_chrome']} of {summary['documents']} documents ({families})")
 
 
 def _serve_once(settings: Settings, question: str, twin: str) -> int:

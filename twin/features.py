@@ -171,6 +171,16 @@ def chrome_summary(conn: psycopg.Connection, twin: str) -> dict[str, int]:
     return {"documents": documents, "documents_with_chrome": with_chrome, "chrome_lines_removed": int(lines)}
 
 
+def chrome_by_family(conn: psycopg.Connection, twin: str) -> dict[str, int]:
+    """Removed chrome lines of the twin's cleaned documents per family, most first."""
+    rows = conn.execute(
+        """SELECT key, sum(value::int) AS lines FROM cleaned_documents c, jsonb_each_text(c.removed->'lines')
+           WHERE c.twin = %s GROUP BY key ORDER BY lines DESC, key""",
+        (twin,),
+    ).fetchall()
+    return {family: int(lines) for family, lines in rows}
+
+
 def chunk_documents(
     conn: psycopg.Connection, twin: str, embedder: Embedder, policy: ChunkingPolicy
 ) -> StepCounts:
