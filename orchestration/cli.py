@@ -404,7 +404,7 @@ def _print_chrome(settings: Settings) -> None:
         for slug, _ in list_twins(conn):
             summary = chrome_summary(conn, slug)
             if not summary["chrome_lines_removed"]:
-                print(f"chrome removed: {slug}: none ({summary['documents']} documents were clean already)")
+                print(f"chrome removed: {slug}: none (from {summary['documents']} documents)")
                 continue
             families = ", ".join(f"{family} {lines}" for family, lines in chrome_by_family(conn, slug).items())
             print(f"chrome removed: {slug}: {summary['chrome_lines_removed']} lines from "
