@@ -282,3 +282,24 @@ def test_the_cleaning_benchmark_in_quick_mode_meets_its_quality_targets(embedder
     figures = measure(samples, clean_corpus(samples, new_cleaner, detector=True), embedder.count_tokens)
     assert figures["chunks_with_chrome_pct"] <= 1.0 and figures["prose_chunks_with_styled_letters"] == 0
     assert figures["author_lines_kept_pct"] >= 99.0 and figures["kept_lines_that_are_the_authors_pct"] >= 98.0
+
+
+def test_one_date_parser_reads_the_common_forms_and_names_what_it_cannot() -> None:
+    from datetime import date
+
+    from twin.sources.jsonl import parse_published_at
+
+    july = date(2024, 7, 13)
+    for value in ("2024-07-13", "2024-07-13T09:30:00Z", "2024-07-13T09:30:00+02:00", "Sat, 13 Jul 2024 09:30:00 GMT",
+                  "Jul 13, 2024", "July 13, 2024", "July 13th, 2024", "13-Jul-2024", "13 July 2024", "2024/07/13",
+                  "07/13/2024", "7/13/24, 9:30 AM", "Sat, 13 Jul 2024"):
+        assert parse_published_at(value) == july, value
+    assert parse_published_at("") is None and parse_published_at(None) is None
+    for value, reason in (("last tuesday", "published_at 'last tuesday' is not a date"),
+                          (20240713, "published_at 20240713 is not a date string")):
+        try:
+            parse_published_at(value)
+        except ValueError as exc:
+            assert str(exc).startswith(reason), value
+        else:
+            raise AssertionError(f"{value!r} was read as a date")
