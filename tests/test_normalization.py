@@ -303,3 +303,8 @@ def test_one_date_parser_reads_the_common_forms_and_names_what_it_cannot() -> No
             assert str(exc).startswith(reason), value
         else:
             raise AssertionError(f"{value!r} was read as a date")
+
+
+def test_an_authors_one_word_headings_are_not_taken_for_chrome() -> None:
+    text = "Intro text here.\n\n## Discussion\n\nWhat we found.\n\n## Notes\n\nA note.\n\n## More\n\nThe end."
+    assert clean(Category.ARTICLE, text).text == text

@@ -100,8 +100,7 @@ _CHROME_RULES: list[tuple[str, str, bool]] = [
      r"home|about|archive|archives|menu|search|tags?:.{0,160}|categories:.{0,160}|filed under:?.{0,120}|"
      r"posted in .{0,100}", False),
     ("byline", r"written by .{1,80}|published in .{1,80}|posted (?:by|on) .{1,80}|edited by .{1,60}|"
-     r"about the author|author|authors|published|modified|updated|date|"
-     r"about the author|\d[\d.,]*k? followers|follow(?: me| us)?(?: on .{1,30})?|follow @\S+", False),
+     r"about the author|author|authors|published|modified|updated|date|\d[\d.,]*k? followers|follow(?: me| us)?(?: on .{1,30})?|follow @\S+", False),
     ("dateline", rf"(?:published |updated |posted )?(?:on )?(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}}|"
      rf"\d{{4}}-\d{{2}}-\d{{2}})(?: [·∙|•] .{{0,60}})?", False),
 ]
@@ -111,6 +110,7 @@ _TAIL_MARKERS = re.compile(
     r"discussion about this (?:post|article|episode)|\d* ?comments?|\d* ?responses?(?: \(\d+\))?|"
     r"leave a (?:comment|reply)|related (?:posts|articles|reading|stories)|more from .{0,80}|"
     r"recommended from medium|you (?:may|might) also (?:like|enjoy).{0,20}|ready for more\??", re.I)
+_CHROME_HEADINGS = frozenset({"share", "subscribe", "comments", "responses", "restacks"})
 _BY_NAME = re.compile(r"[Bb]y [A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,3}(?: [·∙|•-] .{0,60})?")
 _BULLET = re.compile(r"^(?:>\s*)*(?:[-*+•·]\s+|\d{1,3}[.)]\s+)?")
 
@@ -257,8 +257,10 @@ def _chrome_family(line: str, title: str, author: str, repeated: frozenset[str])
     candidate = key.strip(" :·•∙|")
     if not re.search(r"[\w`]", candidate):
         return "separator"  # a line of bullets or dots between chrome items
+    # an author's heading may well be "Discussion" or "Notes": one-word headings are chrome only here
+    heading_rules = not heading or " " in candidate or candidate in _CHROME_HEADINGS
     for family, pattern, on_headings in _RULES:
-        if (on_headings or not heading) and pattern.fullmatch(candidate):
+        if (on_headings and heading_rules or not heading) and pattern.fullmatch(candidate):
             return family
     if not heading and key in repeated:
         return "repeated"
