@@ -111,3 +111,20 @@ def test_twin_import_detects_a_dump_and_jsonl_alike(database_url: str, tmp_path:
     assert main(["import", str(tmp_path / "corpus" / "handbook" / "ArticleDocument.json")]) == 0
     again = capsys.readouterr().out  # one of the dump's files alone is the same source: nothing new
     assert again.count("handbook: 0 accepted, 0 updated, 1 unchanged") == 2
+
+
+def test_a_twin_profile_can_name_a_dump_as_its_source(conn: psycopg.Connection, tmp_path: Path) -> None:
+    from twin.profiles import load_profiles
+    from twin.sources.registry import fingerprint_source, read_source
+
+    dump = write_dump(tmp_path / "dump", users=USERS, articles=ARTICLES, posts=POSTS)
+    profiles = tmp_path / "twins.yaml"
+    profiles.write_text("twins:\n  - name: Ada Byte\n    sources:\n      - warehouse: dump\n")
+    [profile] = load_profiles(profiles)
+    [spec] = profile.sources
+    batches = read_source(conn, spec, profile, workdir=tmp_path / "work", max_document_bytes=1_000_000)
+    assert [doc.url for batch in batches for doc in batch.documents] == [ARTICLES[0]["link"], POSTS[0]["link"]]
+    first = fingerprint_source(spec)
+    assert first == fingerprint_source(spec)
+    (dump / "PostDocument.json").write_text(json.dumps(POSTS * 1 + [dict(POSTS[0], _id="p-2", link="https://x.com/2")]))
+    assert fingerprint_source(spec) != first
