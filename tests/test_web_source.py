@@ -223,7 +223,7 @@ def test_generic_blog_article_uses_time_element_and_drops_site_chrome(conn: psyc
     assert "## What I keep in plain text" in paragraphs and "### The one rule" in paragraphs  # levels kept
     assert "Write it so that grep can find it." in doc.content
     assert "# every note that mentions the queue, newest first" in doc.content  # code keeps its comments
-    assert paragraphs[-1] == "Formats come and go; bytes you can read stay."
+    assert paragraphs[-1] == "> Formats come and go; bytes you can read stay."  # a <blockquote>
     for chrome in ("Skip to content", "Home", "Share this", "Twitter", "Related posts", "Boring databases",
                    "2 comments", "org-mode", "Tags:", "©", "4 min read", "noopener", "font-family"):
         assert chrome not in doc.content
