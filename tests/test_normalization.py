@@ -15,7 +15,6 @@ from tests.test_s3_source import bucket, endpoint, s3  # noqa: F401  (pytest fix
 from twin.cleaning import clean, clean_prose, detector_lines, repeated_lines
 from twin.documents import Category, RawDocument
 from twin.embedding import Embedder
-from twin.markup import html_to_text
 from twin.sources.articles import extract_article
 from twin.sources.batch import SourceBatch, store_batch
 from twin.sources.exports import read_export
