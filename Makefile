@@ -47,6 +47,7 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/feature_pipeline.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/crawl.py
+	$(BIN)/python bench/cleaning.py --write
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
 

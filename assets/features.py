@@ -29,14 +29,17 @@ def cleaned_documents(
     started = time.perf_counter()
     with postgres.connection() as conn:
         counts = features.clean_documents(conn, twin)
+        chrome = features.chrome_summary(conn, twin)
         sample = preview(
             conn,
             """SELECT category, title, length(content) AS characters, left(content, 120) AS text
                FROM cleaned_documents WHERE twin = %s ORDER BY cleaned_at DESC, document_id""",
             (twin,),
         )
+    removed = "\n".join(f"- {note}" for note in counts.notes) or "nothing removed in this run"
     return dg.MaterializeResult(
-        metadata={**step_metadata(counts, time.perf_counter() - started), "preview": sample}
+        metadata={**step_metadata(counts, time.perf_counter() - started), **chrome,
+                  "chrome_removed": dg.MetadataValue.md(removed), "preview": sample}
     )
 
 

@@ -21,10 +21,12 @@ from twin.search import SearchHit, no_results_reason, search_chunks
 from twin.sources.batch import store_batch
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl, jsonl_files
+from twin.sources.warehouse import read_warehouse_dump, warehouse_dumps
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
 DEMO_TWIN = "maya-lindqvist"  # the author who wrote about it
+DEMO_EXPORT_AUTHOR = "Ines Varga"  # the sample author whose writing arrives as real pages and exports
 DEMO_MAX_TOKENS = 160
 SHOWN_REJECTIONS = 10
 
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    command = commands.add_parser("import", help="import a JSONL file or a folder of them")
+    command = commands.add_parser("import", help="import JSONL files or an LLM Engineer's Handbook warehouse dump")
     command.add_argument("path", type=Path)
     command.add_argument("--prune", action="store_true",
                          help="delete documents previously imported from this file that are gone from it")
@@ -161,11 +163,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    files = jsonl_files(args.path)
-    with connect(database_url(settings)) as conn, tqdm(total=len(files), unit="file", desc="importing", disable=None) as bar:
-        summaries = import_jsonl(conn, args.path, prune=args.prune,
-                                 max_document_bytes=settings.max_document_bytes,
-                                 progress=lambda _file: bar.update())
+    """JSONL files and warehouse dumps (a dump folder, one of its files, or folders holding them)."""
+    dumps = warehouse_dumps(args.path)
+    has_jsonl = not (dumps and dumps[0] == args.path)
+    try:
+        files = jsonl_files(args.path) if has_jsonl else []
+    except TwinError:
+        if not dumps:
+            raise
+        files = []
+    summaries: list[ImportSummary] = []
+    with connect(database_url(settings)) as conn, \
+            tqdm(total=len(files) + len(dumps), unit="file", desc="importing", disable=None) as bar:
+        if files:
+            summaries += import_jsonl(conn, args.path, prune=args.prune,
+                                      max_document_bytes=settings.max_document_bytes,
+                                      progress=lambda _file: bar.update())
+        for dump in dumps:
+            for batch in read_warehouse_dump(dump, max_document_bytes=settings.max_document_bytes):
+                twins = {doc.twin for doc in batch.documents}
+                only_twin = next(iter(twins)) if len(twins) == 1 else None
+                summaries.append(store_batch(conn, batch, prune=args.prune and only_twin is not None,
+                                             only_twin=only_twin))
+            bar.update()
     return _report_import(settings, summaries)
 
 
@@ -349,12 +369,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The whole chain on the sample corpus: import -> features -> dataset -> CPU fine-tune ->
     evaluation -> a cited answer, printed and then served over HTTP."""
-    print(f"== 1/6 importing the sample corpus ({SAMPLE_CORPUS})")
+    print(f"== 1/6 importing the sample corpus ({SAMPLE_CORPUS}): JSONL, a Handbook warehouse dump, a LinkedIn export")
     cmd_import(argparse.Namespace(path=SAMPLE_CORPUS, prune=False), settings)
+    cmd_import_export(argparse.Namespace(path=_demo_linkedin_export(settings), twin=DEMO_EXPORT_AUTHOR,
+                                         base_url=None), settings)
     print("== 2/6 materializing raw -> cleaned -> chunks -> embeddings for every twin")
     status = cmd_materialize(argparse.Namespace(twin=None), settings)
     if status:
         return status
+    _print_chrome(settings)
     print(f"== 3/6 twin search {DEMO_QUESTION!r} -k 3")
     cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
     print(f"== 4/6 twin train --twin {DEMO_TWIN}: dataset -> Axolotl LoRA on CPU (cpu-demo) -> evaluation -> promotion")
@@ -368,6 +391,32 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         return status
     print("== 6/6 the same question through the API (twin serve, POST /v1/rag)")
     return _serve_once(settings, DEMO_QUESTION, DEMO_TWIN)
+
+
+def _demo_linkedin_export(settings: Settings) -> Path:
+    """The sample's LinkedIn Shares.csv zipped the way LinkedIn delivers it (the repo keeps it as text)."""
+    import zipfile
+
+    archive = settings.home / "demo" / "ines-varga-linkedin.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zip_file:
+        zip_file.write(SAMPLE_CORPUS / "ines-varga" / "linkedin" / "Shares.csv", "Shares.csv")
+    return archive
+
+
+def _print_chrome(settings: Settings) -> None:
+    """How much page chrome cleaning removed, per twin that had any."""
+    from twin.features import chrome_by_family, chrome_summary
+
+    with connect(database_url(settings)) as conn:
+        for slug, _ in list_twins(conn):
+            summary = chrome_summary(conn, slug)
+            if not summary["chrome_lines_removed"]:
+                print(f"chrome removed: {slug}: none (from {summary['documents']} documents)")
+                continue
+            families = ", ".join(f"{family} {lines}" for family, lines in chrome_by_family(conn, slug).items())
+            print(f"chrome removed: {slug}: {summary['chrome_lines_removed']} lines from "
+                  f"{summary['documents_with_chrome']} of {summary['documents']} documents ({families})")
 
 
 def _serve_once(settings: Settings, question: str, twin: str) -> int:

@@ -57,7 +57,7 @@ def test_each_bad_line_gets_its_reason_and_good_lines_still_land(conn: psycopg.C
     assert reasons[9] == "duplicate url https://example.com/good (first at bad.jsonl line 1)"
     assert reasons[10] == "author is empty"
     assert reasons[11] == "author is missing"
-    assert reasons[12].startswith("published_at 'last tuesday' is not an ISO-8601 date")
+    assert reasons[12].startswith("published_at 'last tuesday' is not a date (expected e.g. 2024-05-01")
     assert reasons[14] == "content has no readable text (only markup, emoji or whitespace)"
     assert len(reasons) == 12  # the blank line 13 is not a document and not an error
     kept = dict(conn.execute(

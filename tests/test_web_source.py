@@ -179,9 +179,9 @@ def test_medium_article_page_becomes_one_clean_document(conn: psycopg.Connection
     paragraphs = doc.content.split("\n\n")
     assert paragraphs[0].startswith("A reviewer can hold forty lines of change in their head.")
     assert "## How I cut a feature into slices" in paragraphs
-    assert ("- Land the schema change behind nothing at all; it is inert on its own.\n"
-            "- Add the code path behind a flag that defaults to off.\n"
-            "- Flip the flag for one internal account and watch the graphs.") in paragraphs
+    assert ("1. Land the schema change behind nothing at all; it is inert on its own.\n"
+            "2. Add the code path behind a flag that defaults to off.\n"
+            "3. Flip the flag for one internal account and watch the graphs.") in paragraphs  # an <ol>
     assert paragraphs[-1].startswith("If a change cannot be split")
     for chrome in ("Follow", "Listen", "Share", "312", "5 min read", "Written by", "Sign in", "More from",
                    "__APOLLO_STATE__", "Code Review", "Why small diffs win"):
@@ -220,10 +220,10 @@ def test_generic_blog_article_uses_time_element_and_drops_site_chrome(conn: psyc
         "A text file does not need a vendor, a login or an export button. It opens in whatever editor "
         "exists on the machine in front of me, today or in twenty years.",
     ]
-    assert "## What I keep in plain text" in paragraphs and "## The one rule" in paragraphs
+    assert "## What I keep in plain text" in paragraphs and "### The one rule" in paragraphs  # levels kept
     assert "Write it so that grep can find it." in doc.content
     assert "# every note that mentions the queue, newest first" in doc.content  # code keeps its comments
-    assert paragraphs[-1] == "Formats come and go; bytes you can read stay."
+    assert paragraphs[-1] == "> Formats come and go; bytes you can read stay."  # a <blockquote>
     for chrome in ("Skip to content", "Home", "Share this", "Twitter", "Related posts", "Boring databases",
                    "2 comments", "org-mode", "Tags:", "©", "4 min read", "noopener", "font-family"):
         assert chrome not in doc.content

@@ -26,8 +26,8 @@ import yaml
 from twin.documents import twin_slug
 from twin.errors import TwinError
 
-SOURCE_KINDS = ("jsonl", "crawl", "git", "export", "s3", "mongodb")
-LOCAL_KINDS = ("jsonl", "export")  # paths resolved against the profile file's folder
+SOURCE_KINDS = ("jsonl", "crawl", "git", "export", "s3", "mongodb", "warehouse")
+LOCAL_KINDS = ("jsonl", "export", "warehouse")  # paths resolved against the profile file's folder
 
 
 @dataclass(frozen=True)

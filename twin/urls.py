@@ -6,9 +6,10 @@ import ipaddress
 from urllib.parse import urlsplit
 
 # Besides the web: file for local folders, ssh/git for repositories cloned over those, s3 and
-# mongodb for items of a bucket or warehouse that carry no link of their own. Only http(s) URLs
+# mongodb (or warehouse, for a dump) for items of a bucket or warehouse that carry no link of
+# their own. Only http(s) URLs
 # ever become links (the chat page refuses the rest).
-DOCUMENT_URL_SCHEMES = ("http", "https", "file", "ssh", "git", "s3", "mongodb")
+DOCUMENT_URL_SCHEMES = ("http", "https", "file", "ssh", "git", "s3", "mongodb", "warehouse")
 
 # Suffixes under which each subdomain is someone else's site: the common multi-label public
 # suffixes plus hosting platforms whose subdomains are different authors (a subset of the Public

@@ -1,8 +1,8 @@
 """Reading crawled pages: an article's text and metadata, a feed's items, an archive's links.
 
 No fetching happens here (that is `twin/sources/web.py`); every function takes text already
-downloaded. Article text comes out markdown-ish: paragraphs separated by blank lines, headings as
-`## ...`, list items as `- ...`, code in ``` fences.
+downloaded. Article text comes out of the one converter (`twin/markup.py`) without the page's
+chrome lines (`twin.cleaning.strip_chrome`): the same text every other route gives.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+from bs4 import BeautifulSoup, Tag
 
+from twin.cleaning import strip_chrome
 from twin.documents import Category, RawDocument
+from twin.markup import content_root, parse_html, render, strip_boilerplate
 from twin.sources.text import parse_date as parse_any_date
 from twin.urls import is_loopback_url, is_web_url, same_site
 
@@ -43,24 +45,6 @@ _NOT_ARTICLE_PATH = re.compile(
 _FILE_PATH = re.compile(r"\.(?:png|jpe?g|gif|webp|svg|ico|css|js|pdf|xml|json|zip|mp3|mp4)$", re.I)
 _TRACKING_PARAM = re.compile(r"^(?:utm_\w+|source|ref|ref_src|fbclid|gclid|mc_cid|mc_eid)$", re.I)
 
-_CONTENT_SELECTORS = (".available-content", ".body.markup", "[itemprop=articleBody]", ".entry-content",
-                      ".post-content", ".article-content", ".article-body", ".post-body", ".story-body")
-_DROP_TAGS = ["script", "style", "noscript", "template", "svg", "nav", "footer", "aside", "form", "button",
-              "header", "iframe", "object", "embed", "video", "audio", "canvas", "picture", "img", "input",
-              "select", "textarea", "dialog", "link", "meta"]
-_BOILERPLATE_CLASS = re.compile(
-    r"(?:^|[\s_-])(?:share|sharing|social|subscribe|subscription|newsletter|signup|related|recommended|"
-    r"comments?|responses|footer|header|navbar|nav|menu|sidebar|breadcrumbs?|promo|cta|advert|ads|banner|"
-    r"cookie|paywall|byline|author|meta|tags|ufi|button|btn|modal|popup|speechify-ignore)(?:$|[\s_-])",
-    re.I)
-_BOILERPLATE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "dialog",
-                                "button"})
-_BOILERPLATE_TEXT = re.compile(
-    r"member-only story|share|share this post|copy link|listen|follow|following|subscribe|sign up|sign in|"
-    r"log in|get the app|open in app|top|previous|next|read more|continue reading|discussion about this post|"
-    r"\d+(?:\.\d+)?k?(?: claps?| comments?| responses?| likes?| restacks?)?|"
-    r".{0,60}\b\d+ min read\b.{0,60}|written by .{0,80}|published in .{0,80}|thanks for reading .{0,160}",
-    re.I)
 _PAYWALL_HARD = re.compile(
     r"this post is for paid subscribers|this post is for paying subscribers|"
     r"keep reading with a \d+-day free trial|"
@@ -68,12 +52,6 @@ _PAYWALL_HARD = re.compile(
     r"(?:author|writer) made this story available to medium members only|upgrade to paid to read",
     re.I)
 _PAYWALL_SOFT = re.compile(r"member-only story|members-only story|for paid subscribers only", re.I)
-_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-_BLOCK_TAGS = frozenset({"p", "div", "section", "article", "main", "blockquote", "figure", "figcaption",
-                         "table", "thead", "tbody", "tr", "ul", "ol", "dl", "dt", "dd", "address", "details",
-                         "summary", "center", "hgroup", "hr"})
-
-
 class ExtractionError(Exception):
     """A page that yields no article; `reason` is what the rejection says."""
 
@@ -89,10 +67,6 @@ class ArticleLink:
     url: str
     title: str = ""
     published_at: date | None = None
-
-
-def parse_html(text: str) -> BeautifulSoup:
-    return BeautifulSoup(text.replace("\x00", ""), "html.parser")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,9 +268,10 @@ def extract_article(text: str, page_url: str, author: str, *, link: ArticleLink 
 
     for tag in soup.find_all(["script", "style", "noscript", "template"]):
         tag.decompose()
-    root = _content_root(soup)
-    _strip_boilerplate(root)
-    content = _render(_keep_readable(_blocks(root), title))
+    root = content_root(soup)
+    strip_boilerplate(root)
+    # the page's chrome lines go by the cleaning rules, the one place that knows them
+    content = strip_chrome(render(root), title=title, author=author).text
     words = len(content.split())
     if notice is not None and notice[1]:
         raise ExtractionError(f'paywalled or empty body: only a {words}-word preview before "{notice[0]}"')
@@ -408,150 +383,3 @@ def _paywall_notice(soup: BeautifulSoup) -> tuple[str, bool] | None:
         if soft is None and (match := _PAYWALL_SOFT.search(text)) is not None:
             soft = match.group(0)
     return (soft, False) if soft is not None else None
-
-
-def _content_root(soup: BeautifulSoup) -> Tag:
-    """The element holding the article body: known body containers, then <article>, <main>, <body>."""
-    for selector in _CONTENT_SELECTORS:
-        element = soup.select_one(selector)
-        if element is not None and element.get_text(strip=True):
-            return element
-    articles = soup.find_all("article")
-    if articles:
-        return max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)))
-    main = soup.find("main") or soup.find(True, attrs={"role": "main"})
-    if isinstance(main, Tag):
-        return main
-    return soup.body if soup.body is not None else soup
-
-
-def _strip_boilerplate(root: Tag) -> None:
-    """Remove chrome below `root` in one top-down pass (iterative: pages can nest thousands deep)."""
-    for tag in root.find_all(_DROP_TAGS):
-        if not tag.decomposed:
-            tag.decompose()
-    total = len(root.get_text(" ", strip=True))
-    stack = [child for child in root.children if isinstance(child, Tag)]
-    while stack:
-        tag = stack.pop()
-        if tag.name in ("pre", "code"):
-            continue  # inside code, class names like "hljs-comment" are syntax colouring
-        # headings are text whatever their class ("header-anchor"); and an unclosed
-        # <div class="nav"> can swallow the whole page, so never drop most of the text
-        if (tag.name not in _HEADINGS and _is_boilerplate(tag)
-                and len(tag.get_text(" ", strip=True)) * 2 < total):
-            tag.decompose()
-            continue
-        stack.extend(child for child in tag.children if isinstance(child, Tag))
-
-
-def _is_boilerplate(tag: Tag) -> bool:
-    names = " ".join(tag.get("class") or []) + " " + str(tag.get("id") or "")
-    if _BOILERPLATE_CLASS.search(names):
-        return True
-    if str(tag.get("role", "")).lower() in _BOILERPLATE_ROLES:
-        return True
-    style = str(tag.get("style", "")).replace(" ", "").lower()
-    return tag.get("aria-hidden") == "true" or tag.has_attr("hidden") or "display:none" in style
-
-
-class _BlockWriter:
-    """Collects (kind, text) blocks while walking the tree; kind is p, h, li or code."""
-
-    def __init__(self) -> None:
-        self.blocks: list[tuple[str, str]] = []
-        self._inline: list[str] = []
-        self._kind = "p"
-
-    def text(self, value: str) -> None:
-        self._inline.append(value)
-
-    def start(self, kind: str) -> None:
-        self.end()
-        if kind != "p":  # a <p> inside an <li> keeps the list item's prefix
-            self._kind = kind
-
-    def end(self) -> None:
-        lines = (" ".join(line.split()) for line in "".join(self._inline).split("\n"))
-        text = "\n".join(line for line in lines if line)
-        self._inline = []
-        if text:
-            self.blocks.append((self._kind, text))
-            self._kind = "p"
-
-    def code(self, value: str) -> None:
-        self.end()
-        value = value.strip("\n")
-        if value.strip():
-            self.blocks.append(("code", value))
-
-
-def _blocks(root: Tag) -> list[tuple[str, str]]:
-    """Walk the tree in document order (with an explicit stack) into (kind, text) blocks."""
-    writer = _BlockWriter()
-    # items are a node to visit, or a callable that closes the block a tag opened
-    stack: list[Any] = list(reversed(list(root.children)))
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Tag):
-            stack.extend(_open(node, writer))
-        elif isinstance(node, (Comment, Declaration, Doctype, ProcessingInstruction)):
-            continue
-        elif isinstance(node, NavigableString):
-            writer.text(re.sub(r"\s+", " ", str(node)))
-        elif callable(node):  # checked last: a bs4 Tag is callable too (it means find_all)
-            node()
-    writer.end()
-    return writer.blocks
-
-
-def _open(tag: Tag, out: _BlockWriter) -> list[Any]:
-    """Start what `tag` stands for; returns what to visit next, last item first."""
-    children = list(reversed(list(tag.children)))
-    name = tag.name
-    if name == "pre":
-        out.code(tag.get_text())
-        return []
-    if name == "br":
-        out.text("\n")
-        return []
-    if name in ("td", "th"):
-        out.text(" ")
-        return [lambda: out.text(" "), *children]
-    kind = "h" if name in _HEADINGS else "li" if name == "li" else "p" if name in _BLOCK_TAGS else None
-    if kind is None:
-        return children  # inline: its text joins the current block
-    out.start(kind)
-    return [out.end, *children]
-
-
-def _keep_readable(blocks: list[tuple[str, str]], title: str) -> list[tuple[str, str]]:
-    """Drop short UI strings (share, 5 min read, claps) and the title repeated at the top."""
-    kept: list[tuple[str, str]] = []
-    wanted_title = " ".join(title.split()).lower()
-    for position, (kind, text) in enumerate(blocks):
-        if kind != "code" and len(text) < 200 and _BOILERPLATE_TEXT.fullmatch(text.strip()):
-            continue
-        if position < 3 and wanted_title and " ".join(text.split()).lower() == wanted_title:
-            continue
-        kept.append((kind, text))
-    return kept
-
-
-def _render(blocks: list[tuple[str, str]]) -> str:
-    parts: list[str] = []
-    previous = ""
-    for kind, text in blocks:
-        if kind == "h":
-            rendered = "## " + " ".join(text.split())
-        elif kind == "li":
-            rendered = "- " + text.replace("\n", "\n  ")
-        elif kind == "code":
-            rendered = f"```\n{text}\n```"
-        else:
-            rendered = text
-        if parts:
-            parts.append("\n" if kind == "li" and previous == "li" else "\n\n")
-        parts.append(rendered)
-        previous = kind
-    return "".join(parts).replace("\x00", "").strip()

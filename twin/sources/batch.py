@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from twin.cleaning import clean
 from twin.documents import RawDocument
 from twin.raw_store import ImportSummary, Rejection, store_documents
 
@@ -27,6 +28,7 @@ class SourceBatch:
     documents: list[RawDocument] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # passed over on purpose, by reason
+    readable_checked: bool = False  # the reader already refused documents that clean to nothing
 
     def reject(self, item: str, reason: str) -> None:
         # items land in a text column: no NUL bytes, bounded size
@@ -43,6 +45,28 @@ def store_batch(
     max_document_bytes: int | None = None,
 ) -> ImportSummary:
     """Write a batch like any import: upsert by (twin, url), record rejections, optional prune
-    (the rules every source shares are `store_documents`')."""
+    (the rules every source shares are `store_documents`').
+
+    A document that cleans to nothing (a page that is only chrome, say) becomes a rejection
+    with that reason instead of a stored document that would clean to an empty one.
+    """
+    if not batch.readable_checked:
+        refuse_unreadable(batch)
     return store_documents(conn, batch.source, batch.documents, batch.rejections, prune=prune,
                            only_twin=only_twin, max_document_bytes=max_document_bytes)
+
+
+def refuse_unreadable(batch: SourceBatch) -> None:
+    """Turn the batch's documents that clean to nothing into rejections naming why."""
+    kept = []
+    number = max((rejection.line_number for rejection in batch.rejections), default=0) + len(batch.documents)
+    for doc in batch.documents:
+        cleaned = clean(doc.category, doc.content, title=doc.title, author=doc.author)
+        if cleaned.text:
+            kept.append(doc)
+            continue
+        number += 1
+        batch.rejections.append(Rejection(number, f"{doc.url}: content {cleaned.reason_empty()}",
+                                          doc.url[:KEPT_ITEM_CHARS]))
+    batch.documents = kept
+    batch.readable_checked = True

@@ -13,16 +13,16 @@ import itertools
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, Tag
 from bs4.builder import ParserRejectedMarkup
-from bs4.element import PageElement, PreformattedString
 
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
+from twin.markup import inline_text, render, strip_boilerplate
 from twin.sources.batch import SourceBatch
 from twin.sources.git_repository import format_size
 from twin.sources.text import decode_bytes, parse_date
@@ -397,112 +397,15 @@ def _page_text(info: zipfile.ZipInfo, body: Tag, *, drop_heading: str = "") -> s
 
 
 def html_to_text(element: Tag, *, drop_heading: str = "") -> str:
-    """Markdown-ish text of an HTML body: blank-line paragraphs, `## ` headings, `- ` lists, fenced code.
+    """The one converter's text of an export's HTML body (`twin/markup.py`).
 
     A first heading equal to `drop_heading` (Medium repeats the title in the body) is left out.
     """
-    blocks = _blocks(element)
-    if blocks and drop_heading and blocks[0] == f"## {drop_heading}":
+    strip_boilerplate(element)
+    blocks = render(element).split("\n\n")
+    if blocks and drop_heading and blocks[0].lstrip("#").strip() == " ".join(drop_heading.split()):
         blocks = blocks[1:]
     return "\n\n".join(blocks).strip()
-
-
-_SKIPPED_TAGS = {"script", "style", "noscript", "template", "svg", "img", "hr", "iframe", "head", "button",
-                 "input", "form", "video", "audio", "picture", "source"}
-_INLINE_TAGS = {"a", "abbr", "b", "br", "cite", "code", "del", "em", "i", "ins", "kbd", "mark", "q", "s",
-                "small", "span", "strong", "sub", "sup", "time", "u"}
-
-
-def _blocks(element: Tag) -> list[str]:
-    blocks: list[str] = []
-    pending: list[PageElement] = []  # inline content between blocks is one paragraph
-
-    def flush() -> None:
-        text = _inline(pending)
-        if text:
-            blocks.append(text)
-        pending.clear()
-
-    for child in element.children:
-        if isinstance(child, NavigableString):
-            if not isinstance(child, PreformattedString):
-                pending.append(child)
-            continue
-        if not isinstance(child, Tag) or child.name in _SKIPPED_TAGS:
-            continue
-        if child.name in _INLINE_TAGS:
-            pending.append(child)
-            continue
-        flush()
-        if re.fullmatch(r"h[1-6]", child.name):
-            text = inline_text(child)
-            if text:
-                blocks.append("## " + text.replace("\n", " "))
-        elif child.name in ("p", "figcaption", "dt", "dd"):
-            text = inline_text(child)
-            if text:
-                blocks.append(text)
-        elif child.name in ("ul", "ol"):
-            text = _list(child, depth=0)
-            if text:
-                blocks.append(text)
-        elif child.name == "pre":
-            code = _preformatted(child).strip("\n")
-            if code.strip():
-                blocks.append(f"```\n{code}\n```")
-        elif child.name == "blockquote":
-            inner = "\n\n".join(_blocks(child))
-            if inner:
-                blocks.append("\n".join(f"> {line}".rstrip() for line in inner.split("\n")))
-        else:
-            blocks.extend(_blocks(child))
-    flush()
-    return blocks
-
-
-def _list(element: Tag, depth: int) -> str:
-    lines = []
-    items = [child for child in element.children if isinstance(child, Tag) and child.name == "li"]
-    for number, item in enumerate(items, start=1):
-        marker = f"{number}. " if element.name == "ol" else "- "
-        nested = [child for child in item.children if isinstance(child, Tag) and child.name in ("ul", "ol")]
-        own = [child for child in item.children if child not in nested]
-        text = _inline(own).replace("\n", " ")
-        if text:
-            lines.append("  " * depth + marker + text)
-        lines.extend(_list(sub, depth + 1) for sub in nested)
-    return "\n".join(line for line in lines if line)
-
-
-def inline_text(element: Tag) -> str:
-    """The text of an element with `<br>` as line breaks and other whitespace collapsed."""
-    return _inline([element])
-
-
-def _inline(nodes: Iterable[PageElement]) -> str:
-    parts: list[str] = []
-    for node in nodes:
-        pieces = [node, *node.descendants] if isinstance(node, Tag) else [node]
-        for piece in pieces:
-            if isinstance(piece, Tag):
-                # A line break, or a space between block elements nested in a list item.
-                parts.append("\n" if piece.name == "br" else "" if piece.name in _INLINE_TAGS else " ")
-            elif (isinstance(piece, NavigableString) and not isinstance(piece, PreformattedString)
-                  and not any(parent.name in _SKIPPED_TAGS for parent in piece.parents)):
-                parts.append(re.sub(r"\s+", " ", str(piece)))
-    lines = (re.sub(" {2,}", " ", line).strip() for line in "".join(parts).split("\n"))
-    return "\n".join(lines).strip()
-
-
-def _preformatted(element: Tag) -> str:
-    """Code text with its whitespace intact (Medium writes line breaks in code as `<br>`)."""
-    parts = []
-    for piece in element.descendants:
-        if isinstance(piece, Tag) and piece.name == "br":
-            parts.append("\n")
-        elif isinstance(piece, NavigableString) and not isinstance(piece, PreformattedString):
-            parts.append(str(piece))
-    return "".join(parts)
 
 
 def _title_from_text(text: str) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import psycopg
 
-from twin.cleaning import clean_document
+from twin.cleaning import clean
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.raw_store import ImportSummary, Rejection
 from twin.sources.batch import SourceBatch, store_batch
+from twin.sources.text import parse_date
 
 REQUIRED_TEXT_FIELDS = ("author", "platform", "url", "content")
 _KEPT_LINE_CHARS = 20_000  # rejected lines are kept for inspection, truncated past this
@@ -91,8 +92,9 @@ def parse_document(line: str, max_document_bytes: int) -> RawDocument:
             f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
             "split the document or raise TWIN_MAX_DOCUMENT_BYTES"
         )
-    if not clean_document(category, content):
-        raise ValueError("content has no readable text (only markup, emoji or whitespace)")
+    cleaned = clean(category, content, title=title, author=record["author"])
+    if not cleaned.text:
+        raise ValueError(f"content {cleaned.reason_empty()}")
     return RawDocument(
         author=record["author"].strip(),
         category=category,
@@ -105,14 +107,15 @@ def parse_document(line: str, max_document_bytes: int) -> RawDocument:
 
 
 def parse_published_at(value: object) -> date | None:
+    """The one date parser's reading of `published_at` (ISO-8601, RFC 2822, "Jul 13, 2024", ...)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"published_at {value!r} is not an ISO-8601 date string")
+        raise ValueError(f"published_at {value!r} is not a date string (e.g. 2024-05-01)")
     try:
-        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
-    except ValueError:
-        raise ValueError(f"published_at {value!r} is not an ISO-8601 date (YYYY-MM-DD) or \"\"") from None
+        return parse_date(value)
+    except ValueError as exc:
+        raise ValueError(f"published_at {str(exc).removeprefix('date ')}") from None
 
 
 def _rejection(line_number: int, reason: str, line: str) -> Rejection:
@@ -156,7 +159,7 @@ def read_jsonl_batch(
 ) -> SourceBatch:
     """One JSONL file as a SourceBatch named `source`; `first_seen` spans several files."""
     first_seen = {} if first_seen is None else first_seen
-    batch = SourceBatch(source=source)
+    batch = SourceBatch(source=source, readable_checked=True)  # parse_document refuses those lines
     for parsed in parse_jsonl_file(file, max_document_bytes):
         if parsed.rejection is not None:
             batch.rejections.append(parsed.rejection)

@@ -23,6 +23,7 @@ from bson.binary import UUID_SUBTYPE, Binary
 from twin.documents import Category, RawDocument, twin_slug
 from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from twin.sources.batch import SourceBatch
+from twin.sources.text import parse_date
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -57,15 +58,35 @@ def read_mongodb(
     fingerprint of what was read is kept in `source_state` under `source`.
     """
     source = source or f"mongodb://{database.name}"
-    wanted = twin_slug(only_author) if only_author is not None else None
     collections = {name: _read_collection(database, name) for name in COLLECTIONS}
-    names = _user_names(collections["users"])
+    batches = warehouse_batches(collections, ref_base=f"mongodb://{database.name}", source=source,
+                                only_author=only_author, max_document_bytes=max_document_bytes)
+    _save_cursor(conn, source, _fingerprint(collections))
+    return batches
+
+
+def warehouse_batches(
+    collections: dict[str, list[dict[str, Any]]],
+    *,
+    ref_base: str,
+    source: str,
+    only_author: str | None = None,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> list[SourceBatch]:
+    """The warehouse mapping, shared by the MongoDB source and the dump importer: items of
+    `articles`, `posts` and `repositories` (authors from `users`) as one batch per twin.
+
+    Items without an author go to one extra batch (unless `only_author` is given); each item is
+    named `{ref_base}/{collection}/{id}` in rejections.
+    """
+    wanted = twin_slug(only_author) if only_author is not None else None
+    names = _user_names(collections.get("users", []))
     batches: dict[str, SourceBatch] = {}
     unattributed = SourceBatch(source=source)
     first_seen: dict[tuple[str, str], str] = {}
     for name in ("articles", "posts", "repositories"):
-        for record in collections[name]:
-            item = _parse_item(database.name, name, record, names, max_document_bytes)
+        for record in collections.get(name, []):
+            item = _parse_item(ref_base, name, record, names, max_document_bytes)
             twin = twin_slug(item.author) if item.author is not None else None
             if wanted is not None and twin != wanted:
                 continue
@@ -78,7 +99,6 @@ def read_mongodb(
                     batch.reject(doc.url, f"duplicate url {doc.url} (first at {earlier})")
                 else:
                     batch.documents.append(doc)
-    _save_cursor(conn, source, _fingerprint(collections))
     result = [batches[twin] for twin in sorted(batches)]
     return result + ([unattributed] if unattributed.rejections else [])
 
@@ -137,9 +157,9 @@ def _user_names(users: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _parse_item(
-    db: str, collection: str, record: dict[str, Any], names: dict[str, str], max_bytes: int
+    ref_base: str, collection: str, record: dict[str, Any], names: dict[str, str], max_bytes: int
 ) -> _Item:
-    ref = f"mongodb://{db}/{collection}/{_id_text(record.get('_id'))}"
+    ref = f"{ref_base}/{collection}/{_id_text(record.get('_id', record.get('id')))}"
     author = _author(record, names)
     if author is None:
         owner = record.get("author_id", record.get("owner_id"))
@@ -237,12 +257,14 @@ def _published_at(record: dict[str, Any]) -> date | None:
             return value.date()
         if isinstance(value, date):
             return value
+        if isinstance(value, dict) and isinstance(value.get("$date"), str):  # MongoDB extended JSON
+            value = value["$date"]
         if isinstance(value, str):
             try:
-                return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
-            except ValueError:
-                pass
-        raise ValueError(f"{field} {value!r} is not a date or an ISO-8601 date string")
+                return parse_date(value)
+            except ValueError as exc:
+                raise ValueError(f"{field} {str(exc).removeprefix('date ')}") from None
+        raise ValueError(f"{field} {value!r} is not a date or a date string")
     return None
 
 

@@ -15,7 +15,7 @@ from twin.profiles import SourceSpec, TwinProfile
 from twin.sources.batch import SourceBatch
 
 # kinds whose change a sensor can see cheaply; crawled pages are only re-read by the schedule
-FINGERPRINTED_KINDS = ("jsonl", "git", "export", "s3", "mongodb")
+FINGERPRINTED_KINDS = ("jsonl", "git", "export", "s3", "mongodb", "warehouse")
 
 
 def read_source(
@@ -56,7 +56,12 @@ def read_source(
         with _mongo_client(spec) as client:
             return read_mongodb(conn, client[spec.location], only_author=profile.name,
                                 source=_mongo_source_id(spec), max_document_bytes=max_document_bytes)
-    raise TwinError(f"Unknown source kind {spec.kind!r}.", "use jsonl, crawl, git, export, s3 or mongodb.")
+    if spec.kind == "warehouse":
+        from twin.sources.warehouse import read_warehouse_dump
+
+        return read_warehouse_dump(Path(spec.location), only_author=profile.name,
+                                   max_document_bytes=max_document_bytes)
+    raise TwinError(f"Unknown source kind {spec.kind!r}.", "use jsonl, crawl, git, export, s3, mongodb or warehouse.")
 
 
 def fingerprint_source(spec: SourceSpec, *, s3_client: Any = None) -> str | None:
@@ -64,11 +69,13 @@ def fingerprint_source(spec: SourceSpec, *, s3_client: Any = None) -> str | None
     if spec.kind == "jsonl":
         from twin.sources.jsonl import jsonl_files
 
-        digest = hashlib.sha256()
-        for file in jsonl_files(Path(spec.location)):
-            stat = file.stat()
-            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
+        return _files_fingerprint(jsonl_files(Path(spec.location)))
+    if spec.kind == "warehouse":
+        from twin.sources.warehouse import DUMP_FILES
+
+        path = Path(spec.location)
+        return _files_fingerprint([path] if path.is_file() else
+                                  sorted(path / name for name in DUMP_FILES if (path / name).is_file()))
     if spec.kind == "git":
         from twin.sources.git_repository import git_fingerprint
 
@@ -87,6 +94,15 @@ def fingerprint_source(spec: SourceSpec, *, s3_client: Any = None) -> str | None
         with _mongo_client(spec) as client:
             return mongodb_fingerprint(client[spec.location])
     return None
+
+
+def _files_fingerprint(files: list[Path]) -> str:
+    """Paths, sizes and modification times: changes when any file may have."""
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _require_s3(client: Any, spec: SourceSpec) -> Any:

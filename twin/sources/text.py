@@ -14,8 +14,11 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 # WHATWG: these labels mean windows-1252 on the web
 _WINDOWS_1252_ALIASES = frozenset({"iso8859-1", "ascii", "cp1252"})
-# forms seen in exports besides ISO-8601 and RFC 822 (LinkedIn's US style among them)
-_DATE_FORMATS = ("%m/%d/%y, %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d %b %Y", "%b %d, %Y")
+# forms seen in exports, pages and warehouses besides ISO-8601 and RFC 2822 (LinkedIn's US style
+# among them); day-first slashes are left out on purpose: 03/04/2024 reads as US month/day
+_DATE_FORMATS = ("%m/%d/%y, %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y",
+                 "%B %d, %Y", "%b %d %Y", "%B %d %Y", "%d-%b-%Y", "%d-%B-%Y", "%d-%b-%y", "%Y/%m/%d",
+                 "%Y.%m.%d", "%d.%m.%Y", "%b %Y", "%B %Y", "%a, %d %b %Y", "%A, %B %d, %Y", "%Y%m%d")
 
 
 def decode_bytes(body: bytes, declared_charset: str | None = None) -> tuple[str, str]:
@@ -79,7 +82,7 @@ def parse_date(value: str | None) -> date | None:
 
     Raises ValueError naming the value when it is not blank and no form fits.
     """
-    value = (value or "").strip()
+    value = " ".join((value or "").split())
     if not value:
         return None
     try:
@@ -90,9 +93,10 @@ def parse_date(value: str | None) -> date | None:
         return parsedate_to_datetime(value).date()
     except (TypeError, ValueError, IndexError):
         pass
+    plain = re.sub(r"(?<=\d)(?:st|nd|rd|th)\b", "", value).replace("Sept ", "Sep ")  # "July 13th", "Sept"
     for pattern in _DATE_FORMATS:
         try:
-            return datetime.strptime(value, pattern).date()
+            return datetime.strptime(plain, pattern).date()
         except ValueError:
             continue
     match = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
@@ -101,4 +105,5 @@ def parse_date(value: str | None) -> date | None:
             return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
         except ValueError:
             pass
-    raise ValueError(f"date {value!r} is not a date (expected e.g. 2024-05-01 or 2024-05-01T09:30:00Z)")
+    raise ValueError(f"date {value!r} is not a date (expected e.g. 2024-05-01, 2024-05-01T09:30:00Z, "
+                     "Sat, 13 Jul 2024 09:30:00 GMT, Jul 13, 2024 or 13-Jul-2024)")
