@@ -7,8 +7,7 @@ from urllib.parse import urlsplit
 
 # Besides the web: file for local folders, ssh/git for repositories cloned over those, s3 and
 # mongodb (or warehouse, for a dump) for items of a bucket or warehouse that carry no link of
-# their own. Only http(s) URLs
-# ever become links (the chat page refuses the rest).
+# their own. Only http(s) URLs ever become links (the chat page refuses the rest).
 DOCUMENT_URL_SCHEMES = ("http", "https", "file", "ssh", "git", "s3", "mongodb", "warehouse")
 
 # Suffixes under which each subdomain is someone else's site: the common multi-label public
@@ -29,7 +28,7 @@ def url_problem(url: str) -> str | None:
     if parts.scheme.lower() not in DOCUMENT_URL_SCHEMES:
         shown = f"{parts.scheme}:" if parts.scheme else "no scheme"
         return (f"url {url[:200]!r} has {shown}; a document URL must be http(s) (or file, ssh, git, s3, "
-                "mongodb for where a local or stored item lives)")
+                "mongodb, warehouse for where a local or stored item lives)")
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:
         return f"url {url[:200]!r} has no host"
     return None
