@@ -254,9 +254,9 @@ class RagService:
             prompt_tokens=loaded.backend.count_tokens(prompt),
             retrieval_ms=round(found.ms, 2) if found else None, api_key_id=api_key_id)
         if found is not None:
-            entry.prompt_variables["filters"] = {
-                "twin": found.filters.twin, "category": found.filters.category,
-                "scope": sorted(found.filters.scope) if found.filters.scope is not None else None}
+            entry.prompt_variables["filters"] = {"twin": found.filters.twin, "category": found.filters.category}
+            if found.filters.scope is not None:  # what a scoped key limited the search to
+                entry.prompt_variables["filters"]["scope"] = sorted(found.filters.scope)
             entry.prompt_variables["queries"] = found.queries  # the question and its expansions
         return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
 

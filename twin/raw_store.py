@@ -64,10 +64,11 @@ def store_documents(
     it, and is skipped when any line was rejected (it may be a document we would otherwise lose).
     """
     limit = max_document_bytes if max_document_bytes is not None else Settings.from_env().max_document_bytes
-    documents, refused = _apply_source_rules(documents, limit, len(rejections))
-    rejections = [*rejections, *refused]
-    documents, conflicts = _without_conflicts(conn, source, documents, len(rejections))
-    rejections = [*rejections, *conflicts]
+    # documents refused here get line numbers after every item of the source (they must be unique)
+    numbered_from = max((rejection.line_number for rejection in rejections), default=0) + len(documents)
+    documents, refused = _apply_source_rules(documents, limit, numbered_from)
+    documents, conflicts = _without_conflicts(conn, source, documents, numbered_from + len(refused))
+    rejections = [*rejections, *refused, *conflicts]
     summary = ImportSummary(source=source, rejected=list(rejections))
     summary.twins = {doc.twin for doc in documents}
     with conn.transaction():

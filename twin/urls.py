@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-# file: documents read from a local folder; ssh/git: files of a repository cloned over those
-DOCUMENT_URL_SCHEMES = ("http", "https", "file", "ssh", "git")
+# Besides the web: file for local folders, ssh/git for repositories cloned over those, s3 and
+# mongodb for items of a bucket or warehouse that carry no link of their own. Only http(s) URLs
+# ever become links (the chat page refuses the rest).
+DOCUMENT_URL_SCHEMES = ("http", "https", "file", "ssh", "git", "s3", "mongodb")
 
 # Suffixes under which each subdomain is someone else's site: the common multi-label public
 # suffixes plus hosting platforms whose subdomains are different authors (a subset of the Public
@@ -25,8 +27,8 @@ def url_problem(url: str) -> str | None:
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in DOCUMENT_URL_SCHEMES:
         shown = f"{parts.scheme}:" if parts.scheme else "no scheme"
-        return (f"url {url[:200]!r} has {shown}; a document URL must be http(s) (file://, ssh:// or "
-                "git:// for local files and repositories)")
+        return (f"url {url[:200]!r} has {shown}; a document URL must be http(s) (or file, ssh, git, s3, "
+                "mongodb for where a local or stored item lives)")
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:
         return f"url {url[:200]!r} has no host"
     return None
