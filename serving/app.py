@@ -402,7 +402,7 @@ class RequestGuard:
             if refusal is not None:
                 await self._refuse(scope, send_observed, *refusal)
                 return
-            await self.app(scope, self._capped(receive, scope, send_observed), send_observed)
+            await self.app(scope, self._capped(receive), send_observed)
         except _BodyTooLarge:
             await self._refuse(scope, send_observed, *self._too_large())
         finally:
@@ -429,7 +429,7 @@ class RequestGuard:
         return (413, f"The request body is over {limit:,} bytes (TWIN_MAX_REQUEST_BYTES).",
                 "invalid_request_error")
 
-    def _capped(self, receive, scope, send):  # type: ignore[no-untyped-def]
+    def _capped(self, receive):  # type: ignore[no-untyped-def]
         limit = self.runtime.config.max_request_bytes
         seen = {"bytes": 0}
 

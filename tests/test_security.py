@@ -306,3 +306,24 @@ def test_a_dripping_server_cannot_hold_the_crawler_past_its_deadline() -> None:
     finally:
         server.shutdown()
     assert time.monotonic() - started < 8  # not 4 x 25 s of drip
+
+
+def test_a_run_that_loses_its_database_fails_in_one_line_with_the_fix(
+    twin_home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from dataclasses import replace
+
+    from orchestration.runs import materialize_twins
+    from twin.settings import Settings
+
+    gone = f"postgresql://postgres:x@/postgres?host={twin_home / 'no-server-here'}"
+    settings = replace(Settings.from_env(), database_url=gone)
+    os.environ["DATABASE_URL"] = gone  # the Definitions read it as an EnvVar
+    try:
+        [outcome] = materialize_twins(settings, ["ada-byte"])
+    finally:
+        del os.environ["DATABASE_URL"]
+    assert not outcome.success
+    assert "\n" not in outcome.error and "fix:" in outcome.error and "twin db-url" in outcome.error
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err and len(printed.err.splitlines()) < 10

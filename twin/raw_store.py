@@ -56,7 +56,7 @@ def store_documents(
 ) -> ImportSummary:
     """Upsert `documents` by (twin, url), record rejections, and optionally prune the source.
 
-    The rules every source shares are checked here: an http(s) (or file://) URL, content within
+    The rules every source shares are checked here: a document URL (`twin/urls.py`), content within
     TWIN_MAX_DOCUMENT_BYTES, and no document taken over from another source (a different
     source delivering a stored URL with other content is a rejection, not an overwrite).
     Replaced and deleted versions are kept in raw_document_history (a trigger).
