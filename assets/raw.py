@@ -10,8 +10,8 @@ from dagster_aws.s3 import S3Resource
 
 from assets.metadata import preview
 from assets.partitions import twin_partitions
-from resources import PostgresResource, ProfilesResource
-from twin.features import cleaning_pending
+from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
+from twin.features import features_pending
 from twin.raw_store import ImportSummary
 from twin.settings import Settings
 from twin.sources.batch import store_batch
@@ -25,7 +25,9 @@ class RawDocumentsConfig(dg.Config):
 
     paths: list[str] = []
     prune: bool = False
-    skip_downstream_if_unchanged: bool = False
+    # A run that would change nothing materializes nothing, so no-op runs (the CLI, a sensor or
+    # schedule tick, a click in the UI) trigger no training and no dbt run downstream.
+    skip_downstream_if_unchanged: bool = True
 
 
 @dg.asset(
@@ -45,6 +47,7 @@ def raw_documents(
     postgres: PostgresResource,
     profiles: ProfilesResource,
     s3: S3Resource,
+    embedding_model: EmbeddingModelResource,
 ) -> Iterator[dg.MaterializeResult]:
     twin = context.partition_key
     settings = Settings.from_env()
@@ -69,7 +72,8 @@ def raw_documents(
                 f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected"
             )
         changed = any(summary.changed_twins for summary in summaries)
-        if config.skip_downstream_if_unchanged and not changed and cleaning_pending(conn, twin) == 0:
+        if config.skip_downstream_if_unchanged and not changed and features_pending(
+                conn, twin, embedding_model.model, embedding_model.chunking_policy().signature) == 0:
             context.log.info(f"Nothing new for {twin}: downstream assets are not run.")
             return
         total, articles, posts, files, fingerprint = conn.execute(
