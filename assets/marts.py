@@ -4,6 +4,7 @@ dbt tests become asset checks; the models rebuild on their own after their upstr
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,8 +75,12 @@ class TwinDbtTranslator(DagsterDbtTranslator):
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         # Every source table exists from the migrations on, so a never-materialized upstream asset
-        # (a twin not built yet, no training run yet) is no reason to wait.
-        condition = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+        # (a twin not built yet, no training run yet) is no reason to wait. A model never built is
+        # built once (a fresh install builds every staging view and mart in the first run, so no
+        # later subset, e.g. the hourly traffic marts, finds its staging view missing).
+        condition = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+                     | (dg.AutomationCondition.missing().since_last_handled()
+                        & ~dg.AutomationCondition.in_progress()))
         if "traffic" in dbt_resource_props.get("tags", []):
             # the serving API writes prompt_logs continuously, without materializations
             condition = condition | (dg.AutomationCondition.cron_tick_passed(TRAFFIC_REFRESH_CRON)
@@ -114,7 +119,10 @@ def analytics_marts(
         pass
     with _dbt_connection_env(url):
         invocation = dbt.cli(["build"], context=context)
-    yield from invocation.stream()
+    try:
+        yield from invocation.stream()
+    finally:  # dagster-dbt gives every run a target folder of its own; the events hold what matters
+        shutil.rmtree(invocation.target_path, ignore_errors=True)
 
 
 marts_automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -10,13 +10,14 @@ from dagster_aws.s3 import S3Resource
 
 from assets.metadata import preview
 from assets.partitions import twin_partitions
-from resources import PostgresResource, ProfilesResource
-from twin.features import cleaning_pending
+from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
+from twin.features import features_pending
 from twin.raw_store import ImportSummary
 from twin.settings import Settings
 from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl
-from twin.sources.registry import read_source
+from twin.profiles import TwinProfile
+from twin.sources.registry import profile_fingerprint, read_source
 
 
 class RawDocumentsConfig(dg.Config):
@@ -24,7 +25,9 @@ class RawDocumentsConfig(dg.Config):
 
     paths: list[str] = []
     prune: bool = False
-    skip_downstream_if_unchanged: bool = False
+    # A run that would change nothing materializes nothing, so no-op runs (the CLI, a sensor or
+    # schedule tick, a click in the UI) trigger no training and no dbt run downstream.
+    skip_downstream_if_unchanged: bool = True
 
 
 @dg.asset(
@@ -44,11 +47,13 @@ def raw_documents(
     postgres: PostgresResource,
     profiles: ProfilesResource,
     s3: S3Resource,
+    embedding_model: EmbeddingModelResource,
 ) -> Iterator[dg.MaterializeResult]:
     twin = context.partition_key
     settings = Settings.from_env()
     started = time.perf_counter()
     profile = profiles.get(twin)
+    fingerprint_before = _fingerprint(context, profile, s3)  # before reading: a change meanwhile is seen next time
     summaries: list[ImportSummary] = []
     with postgres.connection() as conn:
         for spec in profile.sources if profile else ():
@@ -67,7 +72,8 @@ def raw_documents(
                 f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected"
             )
         changed = any(summary.changed_twins for summary in summaries)
-        if config.skip_downstream_if_unchanged and not changed and cleaning_pending(conn, twin) == 0:
+        if config.skip_downstream_if_unchanged and not changed and features_pending(
+                conn, twin, embedding_model.model, embedding_model.chunking_policy().signature) == 0:
             context.log.info(f"Nothing new for {twin}: downstream assets are not run.")
             return
         total, articles, posts, files, fingerprint = conn.execute(
@@ -91,9 +97,21 @@ def raw_documents(
             "twin": twin, "documents": total, "articles": articles, "posts": posts,
             "repository_files": files, "seconds": round(time.perf_counter() - started, 3),
             **_import_totals(summaries), "sources": _sources_table(summaries), "preview": sample,
+            **({"source_fingerprint": fingerprint_before} if fingerprint_before else {}),
         },
         data_version=dg.DataVersion(fingerprint),
     )
+
+
+def _fingerprint(context: dg.AssetExecutionContext, profile: TwinProfile | None, s3: S3Resource) -> str | None:
+    """What source_change_sensor compares: recorded here so a run from the UI or the CLI counts."""
+    if profile is None:
+        return None
+    try:
+        return profile_fingerprint(profile, s3.get_client)
+    except Exception as error:  # noqa: BLE001 - an unreachable source is reported by the import itself
+        context.log.warning(f"could not fingerprint the sources of {profile.slug}: {error}")
+        return None
 
 
 def _import_totals(summaries: list[ImportSummary]) -> dict[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import dagster as dg
@@ -11,29 +10,32 @@ from dagster_aws.s3 import S3Resource
 from assets.partitions import twin_partitions
 from orchestration.jobs import build_features_job
 from resources import ProfilesResource
-from twin.profiles import TwinProfile
-from twin.sources.registry import FINGERPRINTED_KINDS, fingerprint_source
+from twin.sources.registry import profile_fingerprint
+
+RAW_DOCUMENTS = dg.AssetKey(["raw", "documents"])
 
 DEFAULT_RECRAWL_CRON = "0 3 * * 1"  # Mondays 03:00
 
 
-def source_fingerprints(profile: TwinProfile, s3: S3Resource) -> str | None:
-    """One digest over the twin's fingerprintable sources; None when it has none."""
-    prints = []
-    for spec in profile.sources:
-        if spec.kind in FINGERPRINTED_KINDS:
-            client = s3.get_client() if spec.kind == "s3" else None
-            prints.append(f"{spec.key}={fingerprint_source(spec, s3_client=client)}")
-    if not prints:
+def recorded_fingerprint(instance: dg.DagsterInstance, twin: str) -> str | None:
+    """The source fingerprint the last raw/documents materialization of `twin` recorded (from a
+    sensor run, the UI or `twin materialize`): what counts as already processed."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW_DOCUMENTS, asset_partitions=[twin]), limit=1, ascending=False).records
+    if not records:
         return None
-    return hashlib.sha256("\n".join(sorted(prints)).encode()).hexdigest()[:16]
+    materialization = records[0].event_log_entry.asset_materialization
+    value = materialization.metadata.get("source_fingerprint") if materialization else None
+    return str(value.value) if value is not None else None
 
 
 @dg.sensor(
     job=build_features_job,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a partition per twin in twins.yaml and runs the twins whose sources changed.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Adds a partition per twin in twins.yaml and runs the twins whose sources changed "
+                "since they were last imported (by this sensor, the UI or `twin materialize`). "
+                "Ships stopped: turn it on in Automation (docs/sources.md).",
 )
 def source_change_sensor(
     context: dg.SensorEvaluationContext, profiles: ProfilesResource, s3: S3Resource
@@ -45,11 +47,14 @@ def source_change_sensor(
     twins = profiles.profiles()
     for profile in twins:
         try:
-            digest = source_fingerprints(profile, s3)
+            digest = profile_fingerprint(profile, s3.get_client)
         except Exception as exc:  # an unreachable source must not stop the other twins
             context.log.warning(f"{profile.slug}: cannot fingerprint its sources ({exc}); will retry")
             continue
-        if digest is None or previous.get(profile.slug) == digest:
+        processed = previous.get(profile.slug) or recorded_fingerprint(context.instance, profile.slug)
+        if digest is None or processed == digest:
+            if processed is not None:
+                current[profile.slug] = processed
             continue
         current[profile.slug] = digest
         run_requests.append(dg.RunRequest(partition_key=profile.slug, run_key=f"{profile.slug}:{digest}",
@@ -98,6 +103,6 @@ def build_continuous_training_sensor(enabled: bool) -> dg.AutomationConditionSen
         "continuous_training_sensor",
         target=dg.AssetSelection.groups("training"),
         default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=60,  # ships stopped unless TWIN_CONTINUOUS_TRAINING=on
         description="Changed cleaned documents -> a new dataset version -> training -> evaluation -> promotion.",
     )

@@ -34,7 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
         jobs=[build_features_job, train_twin_job],
         sensors=[source_change_sensor, marts_automation_sensor,
-                 build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "on").lower() != "off")],
+                 build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
         schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),

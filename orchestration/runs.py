@@ -100,6 +100,9 @@ class TwinRunOutcome:
     def summary_line(self) -> str:
         if not self.success:
             return f"{self.twin}: FAILED (run {self.run_id})"
+        if not self.metadata:
+            return (f"{self.twin}: nothing new since the last run; no asset was re-materialized, so nothing "
+                    f"downstream (training, dbt) is triggered (run {self.run_id[:8]})")
         cleaned = self.metadata.get("features/cleaned_documents", {})
         chunked = self.metadata.get("features/chunks", {})
         embedded = self.metadata.get("features/embeddings", {})

@@ -8,6 +8,7 @@ retrieval, for a GPU host) and `rag` (retrieval + prompts, generating through TW
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -51,9 +53,29 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.param = status, message, kind, param
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str | list[TextPart] = Field(description="text, or OpenAI's array of text parts")
+
+    @property
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+# OpenAI fields this server does not implement: a request using them is refused (400, naming the
+# field) rather than answered as if they had been honoured.
+UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None,
+               "logprobs": False, "top_logprobs": None, "n": 1, "response_format": {"type": "text"},
+               "logit_bias": None, "audio": None, "modalities": None, "prediction": None}
 
 
 class ChatRequest(BaseModel):
@@ -64,9 +86,19 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = Field(None, description="up to 4 sequences that end the answer")
+    seed: int | None = None
     retrieval: bool = Field(True, description="ground the answer in the twin's writing")
     k: int | None = Field(None, ge=1, le=20)
     category: Category | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"  # the openai client asks for base64
 
 
 class RagRequest(BaseModel):
@@ -102,6 +134,7 @@ class Outcome:
     pieces: list[str] = field(default_factory=list)
     status: str = "ok"
     error: str | None = None
+    stopped: bool = False  # ended by a stop sequence
 
     @property
     def text(self) -> str:
@@ -207,19 +240,49 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         allowed = [row for row in rows if runtime.config.key_allows(key, str(row["id"])) == 200]
         return {"object": "list", "data": allowed}
 
+    @app.get("/v1/models/{model_id}")
+    async def get_model(model_id: str, request: Request) -> dict[str, object]:
+        key = _check_key(runtime, request, None)
+        rows = await _call(runtime, _model_rows, runtime)
+        found = next((row for row in rows if row["id"] == model_id), None)
+        if found is None or runtime.config.key_allows(key, str(found["id"])) != 200:
+            raise ApiError(404, f"The model {model_id!r} does not exist (GET /v1/models lists them).",
+                           "not_found_error", "model")
+        return found
+
+    @app.post("/v1/embeddings")
+    async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[str, object]:
+        _check_key(runtime, request, None)
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or len(texts) > 256:
+            raise ApiError(400, f"input must hold 1 to 256 texts (got {len(texts)}).", param="input")
+        model_id = runtime.settings.embedding_model
+        if body.model not in (None, "", model_id, model_id.rsplit("/", 1)[-1]):
+            raise ApiError(400, f"This server embeds with {model_id!r} only (the model of its vector store).",
+                           param="model")
+        vectors = await _call(runtime, _embed_queries, runtime, texts)
+        tokens = sum(len(text.split()) for text in texts)
+        return {"object": "list", "model": model_id,
+                "data": [{"object": "embedding", "index": index,
+                          "embedding": vector if body.encoding_format == "float" else _base64_floats(vector)}
+                         for index, vector in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
         key = _check_key(runtime, request, None)
+        _refuse_unsupported(await request.json())
+        stops = _stop_sequences(body.stop)
         max_tokens = _max_tokens(runtime.config, body.max_completion_tokens or body.max_tokens)
         last = body.messages[-1]
         if last.role != "user":
             raise ApiError(422, "The last message must be the user's (role 'user').", param="messages")
-        question = _check_question(runtime.config, last.content, "messages[-1].content")
+        question = _check_question(runtime.config, last.text, "messages[-1].content")
         twin = await _call(runtime, runtime.service.resolve_twin, None if body.model == "base" else body.model)
         _check_key(runtime, request, twin, key)
         retrieval = body.retrieval and runtime.with_database
-        history = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
-        raw = [{"role": m.role, "content": m.content} for m in body.messages]
+        history = [{"role": m.role, "content": m.text} for m in body.messages[:-1] if m.role != "system"]
+        raw = [{"role": m.role, "content": m.text} for m in body.messages]
         prepared, ticket = await _admit_and_prepare(runtime, dict(
             endpoint="/v1/chat/completions", question=question, twin=twin, category=body.category, k=body.k,
             retrieval=retrieval, history=history, raw_messages=raw, **_caller(runtime, key)))
@@ -237,7 +300,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                 outcome = Outcome()
                 try:
                     async for piece in _generate(runtime, prepared, ticket, max_tokens, body.temperature,
-                                                 outcome, request):
+                                                 outcome, request, None, stops, body.seed):
                         yield _sse({"id": prepared.request_id, "object": "chat.completion.chunk",
                                     "created": created, "model": model_id,
                                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
@@ -246,17 +309,21 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                 except TwinError as error:
                     yield _sse({"error": {"message": error.message, "type": "generation_error"}})
                 else:
-                    reason = "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
                     yield _sse({"id": prepared.request_id, "object": "chat.completion.chunk", "created": created,
-                                "model": model_id, "usage": _usage(prepared, outcome),
-                                "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+                                "model": model_id,
+                                "choices": [{"index": 0, "delta": {},
+                                             "finish_reason": _finish_reason(prepared, outcome, max_tokens)}]})
+                    if body.stream_options is not None and body.stream_options.include_usage:
+                        yield _sse({"id": prepared.request_id, "object": "chat.completion.chunk",
+                                    "created": created, "model": model_id, "choices": [],
+                                    "usage": _usage(prepared, outcome)})
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream",
                                      background=BackgroundTask(ticket.release),
                                      headers={"Cache-Control": "no-cache", "X-Request-Id": prepared.request_id})
-        outcome = await _complete(runtime, prepared, ticket, max_tokens, body.temperature, request)
-        reason = "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
+        outcome = await _complete(runtime, prepared, ticket, max_tokens, body.temperature, request, stops, body.seed)
+        reason = _finish_reason(prepared, outcome, max_tokens)
         return JSONResponse({
             "id": prepared.request_id, "object": "chat.completion", "created": created, "model": model_id,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
@@ -426,6 +493,60 @@ def _check_key(runtime: Runtime, request: Request, twin: str | None, key: str | 
     return key
 
 
+def _refuse_unsupported(raw: dict[str, object]) -> None:
+    for name, harmless in UNSUPPORTED.items():
+        value = raw.get(name)
+        if value is not None and value != harmless and not (name == "tools" and value == []):
+            raise ApiError(400, f"`{name}` is not supported by this server (got {json.dumps(value)[:80]}); "
+                                "remove it from the request.", param=name)
+
+
+def _stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > 4 or any(not item for item in stops):
+        raise ApiError(400, "stop takes at most 4 non-empty sequences.", param="stop")
+    return stops
+
+
+def _embed_queries(runtime: Runtime, texts: list[str]) -> list[list[float]]:
+    """The same query encoder as search (clean_prose, then the platform's embedding model)."""
+    from twin.analyst import query_embedding
+    from twin.embedding import load_embedder
+
+    embedder = load_embedder(runtime.settings.embedding_model)
+    return [query_embedding(embedder, text) for text in texts]
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: little-endian float32."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+class StopScanner:
+    """Cuts streamed text at the first stop sequence, holding back a tail that could begin one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops, self.pending, self.stopped = stops, "", False
+        self.hold = max((len(stop) for stop in stops), default=1) - 1
+
+    def feed(self, piece: str) -> str:
+        if not self.stops:
+            return piece
+        self.pending += piece
+        hits = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
+        if hits:
+            self.stopped = True
+            out, self.pending = self.pending[: min(hits)], ""
+            return out
+        cut = max(0, len(self.pending) - self.hold)
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
 def _max_tokens(config: ServingConfig, requested: int | None) -> int:
     value = config.default_max_tokens if requested is None else requested
     if not 1 <= value <= config.max_tokens_limit:
@@ -513,8 +634,11 @@ async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> 
 
 async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
                     temperature: float, outcome: Outcome, request: Request,
-                    cancel: threading.Event | None = None) -> AsyncIterator[str]:
-    """Generation in a worker thread, streamed to the event loop; stops on disconnect or deadline."""
+                    cancel: threading.Event | None = None, stops: tuple[str, ...] = (),
+                    seed: int | None = None) -> AsyncIterator[str]:
+    """Generation in a worker thread, streamed to the event loop; stops on disconnect, deadline or
+    a stop sequence (cut from the text, as OpenAI does)."""
+    scanner = StopScanner(stops)
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[object] = asyncio.Queue()
     cancel = cancel or threading.Event()
@@ -529,7 +653,7 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
     def produce() -> None:
         try:
             for piece in backend.stream(prepared.messages, max_tokens=max_tokens, temperature=temperature,
-                                        cancel=cancel):
+                                        cancel=cancel, seed=seed):
                 put(piece)
             put(_END)
         except BaseException as error:  # handed to the consumer
@@ -548,6 +672,10 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
                                 "(TWIN_GENERATION_TIMEOUT)."
                 raise GenerationTimeout from None
             if item is _END:
+                tail = scanner.flush()
+                if tail:
+                    outcome.pieces.append(tail)
+                    yield tail
                 break
             if isinstance(item, TwinError):
                 outcome.status, outcome.error = "error", f"{item.message} {item.fix}".strip()
@@ -555,8 +683,13 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
             if isinstance(item, BaseException):
                 outcome.status, outcome.error = "error", f"{type(item).__name__}: {item}"
                 raise TwinError(f"Generation failed: {outcome.error}", "see the service log.") from item
-            outcome.pieces.append(str(item))
-            yield str(item)
+            text = scanner.feed(str(item))
+            if text:
+                outcome.pieces.append(text)
+                yield text
+            if scanner.stopped:
+                outcome.stopped = True
+                break
     except (asyncio.CancelledError, GeneratorExit):
         outcome.status, outcome.error = "cancelled", "the client disconnected"
         raise
@@ -572,10 +705,11 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
 
 
 async def _complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
-                    temperature: float, request: Request) -> Outcome:
+                    temperature: float, request: Request, stops: tuple[str, ...] = (),
+                    seed: int | None = None) -> Outcome:
     outcome = Outcome()
     cancel = threading.Event()
-    stream = _generate(runtime, prepared, ticket, max_tokens, temperature, outcome, request, cancel)
+    stream = _generate(runtime, prepared, ticket, max_tokens, temperature, outcome, request, cancel, stops, seed)
 
     async def watch_disconnect() -> None:
         """A client that leaves a non-streaming request stops its generation and frees its slot."""
@@ -599,6 +733,12 @@ async def _complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
         watcher.cancel()
         await stream.aclose()
     return outcome
+
+
+def _finish_reason(prepared: PreparedRequest, outcome: Outcome, max_tokens: int) -> str:
+    if outcome.stopped:
+        return "stop"
+    return "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
 
 
 def _completion_tokens(prepared: PreparedRequest, outcome: Outcome) -> int:

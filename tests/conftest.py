@@ -91,7 +91,9 @@ class Pipeline:
     def run(
         self, twin: str, model: str = DEFAULT_EMBEDDING_MODEL, raise_on_error: bool = True,
         import_paths: list[str] | None = None, skip_downstream_if_unchanged: bool = False,
+        job_defaults: bool = False,
     ) -> dg.ExecuteInProcessResult:
+        """`job_defaults`: raw/documents with its default config, as the CLI, the UI and sensors run it."""
         if twin not in self.instance.get_dynamic_partitions(twin_partitions.name):
             self.instance.add_dynamic_partitions(twin_partitions.name, [twin])
         return dg.materialize(
@@ -99,7 +101,7 @@ class Pipeline:
             partition_key=twin,
             instance=self.instance,
             raise_on_error=raise_on_error,
-            run_config={"ops": {"raw__documents": {"config": {
+            run_config={} if job_defaults else {"ops": {"raw__documents": {"config": {
                 "paths": import_paths or [], "skip_downstream_if_unchanged": skip_downstream_if_unchanged}}}},
             resources={
                 "postgres": PostgresResource(twin_home=str(self.twin_home), database_url=self.database_url),

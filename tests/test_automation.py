@@ -11,6 +11,7 @@ from resources import ProfilesResource
 from tests.conftest import Pipeline
 from twin.errors import TwinError
 from twin.profiles import load_profiles
+from twin.sources.registry import profile_fingerprint
 
 
 def post(author: str, url: str, text: str) -> str:
@@ -119,3 +120,43 @@ def test_profiles_resolve_paths_and_refuse_bad_files(tmp_path: Path) -> None:
         good.write_text(text)
         with pytest.raises(TwinError, match=message):
             load_profiles(good)
+
+
+def test_the_sensor_ships_stopped_and_counts_runs_of_the_cli_or_ui_as_processed(profiles_file: Path) -> None:
+    assert source_change_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    profiles = ProfilesResource(path=str(profiles_file)).profiles()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("twins", ["ada-byte", "bea-coral", "cy-crawl"])
+        ada = next(profile for profile in profiles if profile.slug == "ada-byte")
+        # what raw/documents records when `twin materialize` (or the UI) imported Ada's sources
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            ["raw", "documents"], partition="ada-byte",
+            metadata={"source_fingerprint": profile_fingerprint(ada, S3Resource().get_client)}))
+        first = tick(instance, profiles_file, None)  # the sensor is turned on for the first time
+        assert [r.partition_key for r in first.run_requests] == ["bea-coral"]  # never imported
+        assert json.loads(first.cursor)["ada-byte"] == profile_fingerprint(ada, S3Resource().get_client)
+
+
+def test_a_no_op_features_run_triggers_no_training_and_no_dbt(pipeline: Pipeline, profiles_file: Path) -> None:
+    from orchestration.definitions import build_definitions
+    from twin.settings import Settings
+
+    definitions = build_definitions(Settings.from_env())
+    training = {"datasets/instruct", "models/twin_adapter", "evaluation/twin_eval", "models/champion"}
+    traffic = {"marts/traffic_daily", "marts/cited_documents", "marts/unanswered_queries"}  # also hourly
+
+    def requested(result: dg.EvaluateAutomationConditionsResult) -> set[str]:
+        keys = definitions.resolve_all_asset_keys()
+        return {key.to_user_string() for key in keys if result.get_num_requested(key)} - traffic
+
+    pipeline.profiles_path = profiles_file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TWIN_CONTINUOUS_TRAINING", "on")
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=pipeline.instance)
+        assert pipeline.run("ada-byte", job_defaults=True).success  # new writing: the whole chain
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=pipeline.instance, cursor=result.cursor)
+        assert training <= requested(result) and "staging/stg_chunks" in requested(result)
+        again = pipeline.run("ada-byte", job_defaults=True)  # what `twin materialize` or a UI click runs
+        assert again.success and again.get_asset_materialization_events() == []
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=pipeline.instance, cursor=result.cursor)
+        assert requested(result) == set()

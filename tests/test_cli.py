@@ -36,7 +36,7 @@ def test_import_then_materialize_through_the_console_script_is_idempotent(databa
     assert "ada-byte: documents 2 new" in first.stdout and "embedded 2 in" in first.stdout
     second = run_twin("materialize", env=env)
     assert second.returncode == 0, second.stderr
-    assert "documents 0 new / 0 changed / 2 unchanged / 0 deleted; chunks written 0; embedded 0 in" in second.stdout
+    assert "ada-byte: nothing new since the last run; no asset was re-materialized" in second.stdout
     found = run_twin("search", "runbook before incidents", "-k", "1", "--json", env=env)
     assert json.loads(found.stdout)[0]["url"] == "https://example.com/2"
 

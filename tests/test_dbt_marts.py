@@ -43,6 +43,9 @@ def test_dbt_build_materializes_every_model_and_passes_every_dbt_test(
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
     assert {f"marts/{name}" for name in MARTS} <= materialized
     assert "staging/stg_prompt_logs" in materialized
+    target = DBT_PROJECT_DIR / "target"
+    assert not [path for path in target.iterdir() if path.is_dir() and (path / "run_results.json").exists()], \
+        "a run's dbt target folder was left behind"
     manifest = json.loads(Path(prepare_manifest()).read_text())
     dbt_tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
     evaluations = result.get_asset_check_evaluations()
@@ -199,6 +202,15 @@ def test_marts_rebuild_after_their_upstream_assets_change_and_traffic_marts_hour
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("twins", ["maya-lindqvist"])
         result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, evaluation_time=start)
+        assert requested(result) == set()  # the sensor's first tick only takes stock
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=start + timedelta(seconds=10))
+        # a fresh install: every model in one run, once, so no later subset misses a staging view
+        assert requested(result) == {key.to_user_string() for key in dbt_keys}
+        for key in dbt_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=result.cursor,
+                                                   evaluation_time=start + timedelta(seconds=20))
         assert requested(result) == set()
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=dg.AssetKey(["features", "chunks"]), partition="maya-lindqvist"))

@@ -181,6 +181,20 @@ def chrome_by_family(conn: psycopg.Connection, twin: str) -> dict[str, int]:
     return {family: int(lines) for family, lines in rows}
 
 
+def features_pending(conn: psycopg.Connection, twin: str, model_id: str, chunker: str) -> int:
+    """Work any feature step of `twin` still has: documents to clean, cleaned documents to chunk
+    (with `chunker`), chunks to embed (with `model_id`). 0 means a run would change nothing."""
+    return cleaning_pending(conn, twin) + _count(
+        conn,
+        """SELECT (SELECT count(*) FROM cleaned_documents c WHERE c.twin = %(twin)s AND NOT EXISTS (
+                       SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
+                       AND k.document_hash = c.content_hash AND k.chunker = %(chunker)s))
+                + (SELECT count(*) FROM chunks WHERE twin = %(twin)s
+                   AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s))""",
+        {"twin": twin, "chunker": chunker, "model": model_id},
+    )
+
+
 def chunk_documents(
     conn: psycopg.Connection, twin: str, embedder: Embedder, policy: ChunkingPolicy
 ) -> StepCounts:

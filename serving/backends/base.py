@@ -44,9 +44,11 @@ class GenerationBackend(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def stream(
-        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event
+        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event,
+        seed: int | None = None,
     ) -> Iterator[str]:
-        """Text pieces as they are generated; returns early once `cancel` is set."""
+        """Text pieces as they are generated; returns early once `cancel` is set. With `seed`,
+        sampling (temperature > 0) is repeatable."""
         ...
 
     def close(self) -> None: ...

@@ -77,7 +77,8 @@ class ExLlamaV2Backend(HuggingFaceTokenizer):
         self._driver.start()
 
     def stream(
-        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event
+        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event,
+        seed: int | None = None,
     ) -> Iterator[str]:
         from exllamav2.generator import ExLlamaV2DynamicJob, ExLlamaV2Sampler
 
@@ -90,7 +91,8 @@ class ExLlamaV2Backend(HuggingFaceTokenizer):
         identifier = next(self._ids)
         output: queue.Queue[object] = queue.Queue()
         job = ExLlamaV2DynamicJob(input_ids=input_ids, max_new_tokens=max_tokens, gen_settings=settings,
-                                  stop_conditions=[self.exl2_tokenizer.eos_token_id], identifier=identifier)
+                                  stop_conditions=[self.exl2_tokenizer.eos_token_id], identifier=identifier,
+                                  **({"seed": seed} if seed is not None else {}))
         with self._lock:
             self._outputs[identifier] = output
             self._jobs[identifier] = job

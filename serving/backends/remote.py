@@ -34,10 +34,13 @@ class RemoteBackend:
         return max(1, len(text) // CHARS_PER_TOKEN)
 
     def stream(
-        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event
+        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event,
+        seed: int | None = None,
     ) -> Iterator[str]:
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature, "stream": True, "retrieval": False}
+        if seed is not None:
+            body["seed"] = seed
         try:
             with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:

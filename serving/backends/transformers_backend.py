@@ -38,7 +38,8 @@ class TransformersBackend(HuggingFaceTokenizer):
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
     def stream(
-        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event
+        self, messages: list[Message], *, max_tokens: int, temperature: float, cancel: threading.Event,
+        seed: int | None = None,
     ) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -64,6 +65,10 @@ class TransformersBackend(HuggingFaceTokenizer):
 
         def generate() -> None:
             try:
+                if seed is not None and temperature > 0:
+                    import torch
+
+                    torch.manual_seed(seed)  # torch's sampling RNG, set in the generating thread
                 self.model.generate(
                     **inputs, max_new_tokens=max_tokens, streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_Stop()]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import os
 from pathlib import Path
@@ -62,6 +64,18 @@ def read_source(
         return read_warehouse_dump(Path(spec.location), only_author=profile.name,
                                    max_document_bytes=max_document_bytes)
     raise TwinError(f"Unknown source kind {spec.kind!r}.", "use jsonl, crawl, git, export, s3, mongodb or warehouse.")
+
+
+def profile_fingerprint(profile: TwinProfile, s3_client: Callable[[], Any]) -> str | None:
+    """One digest over the twin's fingerprintable sources; None when it has none. What the
+    source sensor compares, and what raw/documents records as "processed" (so a CLI run counts)."""
+    prints = []
+    for spec in profile.sources:
+        if spec.kind in FINGERPRINTED_KINDS:
+            prints.append(f"{spec.key}={fingerprint_source(spec, s3_client=s3_client() if spec.kind == 's3' else None)}")
+    if not prints:
+        return None
+    return hashlib.sha256("\n".join(sorted(prints)).encode()).hexdigest()[:16]
 
 
 def fingerprint_source(spec: SourceSpec, *, s3_client: Any = None) -> str | None:
