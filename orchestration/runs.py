@@ -132,11 +132,20 @@ class TrainingOutcome:
             lines.append("nothing to train: this dataset version was already trained with these settings")
         if evaluation:
             lines.append(str(evaluation.get("report", "")))
+            if evaluation.get("held_out_prompt"):
+                lines.append(f"held-out prompt: {evaluation['held_out_prompt']}")
+                lines.append(f"  base model:  {_one_line(evaluation.get('base_answer'))}")
+                lines.append(f"  challenger:  {_one_line(evaluation.get('challenger_answer'))}")
         if champion:
             lines.append(f"champion: {champion.get('registered_model')} v{champion.get('champion_version')}")
         elif self.gate_failed:
             lines.append(f"not promoted: {self.gate_reason}")
         return lines
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    flat = " ".join(str(text or "").split()) or "(empty answer)"
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None) -> TrainingOutcome:

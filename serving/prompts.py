@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from serving.backends.base import Message
+from twin.persona import PERSONA_SYSTEM
 
 TEMPLATE_NAME = "twin-rag-v1"
 RAG_SYSTEM = (
@@ -11,7 +12,7 @@ RAG_SYSTEM = (
     "which are things you wrote. Cite each fact with its source number in brackets, like [1]. "
     "If the sources do not answer the question, say so.\n\nSources:\n{context}"
 )
-PLAIN_SYSTEM = "You are {author}, answering a reader in your own voice."
+PLAIN_SYSTEM = PERSONA_SYSTEM  # the system prompt of the training data
 EXPANSION_PROMPT = (
     "Write {n} different short search queries that would find passages answering this question. "
     "One per line, no numbering.\n\nQuestion: {question}"
