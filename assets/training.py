@@ -20,6 +20,7 @@ from training.evaluation import EvalSettings, GatePolicy, StyleCorpus, evaluate,
 from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
 from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
 from twin.base_model import base_model_location
+from twin.search import search_chunks
 
 TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
 
@@ -148,8 +149,14 @@ def twin_eval(
         texts = training_texts(conn, dataset_dir, twin)
     corpus = StyleCorpus(twin, texts, generic_prompts(load_examples(dataset_dir, split="train"), eval_settings.generation_examples))
     policy = GatePolicy(style=config.gate_on_style, attribution_tolerance=config.attribution_tolerance)
+    embedder = embedding_model.embedder()
+
+    def sources_for(instruction: str) -> list[str]:
+        with postgres.connection() as conn:
+            return [hit.text for hit in search_chunks(conn, embedder, instruction, twin=twin, k=3)]
+
     report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
-                      corpus, embedding_model.embedder(), eval_settings, policy)
+                      corpus, embedder, eval_settings, policy, sources_for)
     summary = {
         "eval_perplexity": report.challenger.perplexity, "eval_reference_perplexity": report.reference.perplexity,
         "eval_base_perplexity": report.base.perplexity,
@@ -158,6 +165,7 @@ def twin_eval(
         "eval_base_attribution_share": report.base.attribution_share,
         "eval_delta": report.challenger.delta, "eval_base_delta": report.base.delta,
         "eval_topical_similarity": report.challenger.topical_similarity,
+        "eval_grounding": report.challenger.grounding, "eval_base_grounding": report.base.grounding,
         "eval_mean_answer_words": report.challenger.mean_answer_words,
     }
     figures = {key: float(value) for key, value in summary.items() if value is not None}

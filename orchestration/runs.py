@@ -148,8 +148,10 @@ def _one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None) -> TrainingOutcome:
-    """Run train_twin_job for one twin, in this process, recorded on the instance."""
+def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None,
+               evaluation: dict[str, object] | None = None) -> TrainingOutcome:
+    """Run train_twin_job for one twin, in this process, recorded on the instance; `evaluation`
+    is evaluation/twin_eval's run config (EvaluationConfig) when not the default."""
     from orchestration.definitions import build_definitions
 
     instance = dagster_instance(settings)
@@ -161,6 +163,8 @@ def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_ste
     # errors only on the console: skips are reported from the run's events below
     run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
                   "ops": {"models__twin_adapter": {"config": {"profile": profile, "max_steps": max_steps}}}}
+    if evaluation:
+        run_config["ops"]["evaluation__twin_eval"] = {"config": evaluation}
     result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False, run_config=run_config)
     outcome = TrainingOutcome(twin=twin, success=result.success, run_id=result.run_id)
     for event in result.get_asset_materialization_events():

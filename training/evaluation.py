@@ -8,6 +8,8 @@ once (greedy); every figure is computed from those answers:
   attributes to the author, the classifier trained on the training-split writing of every twin
   plus the base model's answers to training prompts (the "generic voice");
 - Burrows' Delta from the model's answers to the author's held-out text (lower is closer);
+- grounding: the share of answer sentences supported by the author's chunks that retrieval finds
+  for the prompt (`twin.grounding`, the figure serving logs);
 - answer length in words, and topical similarity (MiniLM cosine to the author's answer: it
   measures topic, not style, and is reported under that name, never gated on).
 The gate (`GatePolicy`, `decide`): the challenger must beat the reference on perplexity and must
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,7 @@ import pyarrow.parquet as pq
 
 from training.style import GENERIC_VOICE, AuthorshipClassifier, StyleSettings, burrows_delta
 from twin.embedding import Embedder
+from twin.grounding import ground, trim_to_sentence
 
 Messages = list[dict[str, str]]
 
@@ -74,6 +78,7 @@ class ModelFigures:
     attribution_share: float | None = None
     delta: float | None = None
     topical_similarity: float | None = None
+    grounding: float | None = None  # mean share of answer sentences supported by the author's chunks
     mean_answer_words: float | None = None
     empty_answers: int = 0
     answers: list[str] = field(default_factory=list)
@@ -112,12 +117,13 @@ class EvalReport:
         return [self.challenger, self.reference] + ([self.base] if self.base is not self.reference else [])
 
     def markdown(self) -> str:
-        lines = ["| model | perplexity ↓ | attributed to author ↑ | Delta to author ↓ | mean answer words | topical similarity |",
-                 "|---|---:|---:|---:|---:|---:|"]
+        lines = ["| model | perplexity ↓ | attributed to author ↑ | Delta to author ↓ | grounding ↑ | mean answer words | topical similarity |",
+                 "|---|---:|---:|---:|---:|---:|---:|"]
         for figures in self.models():
             lines.append(f"| {figures.label} | {figures.perplexity:.3f} | {_share(figures.attribution_share)} | "
-                         f"{_num(figures.delta)} | {_num(figures.mean_answer_words, 0)} | {_num(figures.topical_similarity)} |")
-        lines.append(f"| author's own held-out text | – | – | {_num(self.author_delta)} | {self.reference_words:.0f} | – |")
+                         f"{_num(figures.delta)} | {_share(figures.grounding) if figures.grounding is not None else '–'} | "
+                         f"{_num(figures.mean_answer_words, 0)} | {_num(figures.topical_similarity)} |")
+        lines.append(f"| author's own held-out text | – | – | {_num(self.author_delta)} | – | {self.reference_words:.0f} | – |")
         verdict = "**promoted**" if self.promoted else "**not promoted**"
         return ("\n".join(lines) + f"\n\n{verdict}: {self.reason}\n\n{self.examples} held-out examples for perplexity; "
                 f"{self.generation_examples} answers per model from {self.held_out_documents} held-out documents; {self.style_note}")
@@ -188,8 +194,10 @@ def evaluate(
     embedder: Embedder,
     settings: EvalSettings = EvalSettings(),
     policy: GatePolicy = GatePolicy(),
+    sources_for: Callable[[str], list[str]] | None = None,
 ) -> EvalReport:
-    """Each model is (label, folder). `reference` may be the same folder as `base`."""
+    """Each model is (label, folder). `reference` may be the same folder as `base`.
+    `sources_for(instruction)` returns the author's chunks retrieval finds (for grounding)."""
     generation = generation_set(examples, settings.generation_examples)
     perplexity_examples = examples[: settings.max_examples]
     figures: dict[str, ModelFigures] = {}
@@ -205,6 +213,7 @@ def evaluate(
 
     documents = len({e.document_id for e in generation})
     classifier, note = _style_classifier(corpus, generic, generation, documents, settings)
+    sources = [sources_for(e.instruction) for e in generation] if sources_for else []
     held_out_text = " ".join(e.reference for e in generation)
     delta_corpus = [text for texts in corpus.texts_by_author.values() for text in texts]
     author_training = " ".join(corpus.texts_by_author.get(corpus.author, []))
@@ -215,6 +224,9 @@ def evaluate(
             model_figures.mean_answer_words = statistics.fmean(len(answer.split()) for answer in answers)
             model_figures.topical_similarity = topical_similarity(embedder, answers, [e.reference for e in generation])
             model_figures.delta = burrows_delta(" ".join(answers), held_out_text, delta_corpus, settings.style)
+            if sources:
+                model_figures.grounding = statistics.fmean(
+                    ground(answer, chunks, embedder).grounding for answer, chunks in zip(answers, sources))
         if classifier is not None:
             model_figures.attribution_share = classifier.share(answers, corpus.author)
 
@@ -308,7 +320,10 @@ def generate_answers(model, tokenizer, prompts: list[Messages], max_new_tokens: 
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        answers += tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        generated = output[:, encoded["input_ids"].shape[1]:]
+        for ids, text in zip(generated.tolist(), tokenizer.batch_decode(generated, skip_special_tokens=True)):
+            # no end-of-text token: cut off at max_new_tokens, so end it at a sentence as serving does
+            answers.append(text.strip() if tokenizer.eos_token_id in ids else trim_to_sentence(text))
     return [answer.strip() for answer in answers]
 
 
