@@ -56,7 +56,8 @@ def raw_documents(
                 s3_client = s3.get_client() if spec.kind == "s3" else None
                 for batch in read_source(conn, spec, profile, workdir=Path(workdir), s3_client=s3_client,
                                          max_document_bytes=settings.max_document_bytes):
-                    summaries.append(store_batch(conn, batch, only_twin=twin))
+                    summaries.append(store_batch(conn, batch, only_twin=twin,
+                                                          max_document_bytes=settings.max_document_bytes))
         for path in config.paths:
             summaries += import_jsonl(conn, Path(path), only_twin=twin, prune=config.prune,
                                       max_document_bytes=settings.max_document_bytes)

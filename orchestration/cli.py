@@ -17,7 +17,7 @@ from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.raw_store import ImportSummary, list_twins
-from twin.search import SearchHit, search_chunks
+from twin.search import SearchHit, no_results_reason, search_chunks
 from twin.sources.batch import store_batch
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl, jsonl_files
@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `twin import ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _quiet_libraries() -> None:
@@ -182,7 +186,8 @@ def cmd_crawl(args: argparse.Namespace, settings: Settings) -> int:
     from twin.sources.web import crawl
 
     with connect(database_url(settings)) as conn:
-        summary = store_batch(conn, crawl(conn, args.url, args.twin))
+        summary = store_batch(conn, crawl(conn, args.url, args.twin),
+                              max_document_bytes=settings.max_document_bytes)
     return _report_import(settings, [summary])
 
 
@@ -191,7 +196,7 @@ def cmd_import_export(args: argparse.Namespace, settings: Settings) -> int:
 
     batch = read_export(args.path, args.twin, base_url=args.base_url)
     with connect(database_url(settings)) as conn:
-        summary = store_batch(conn, batch)
+        summary = store_batch(conn, batch, max_document_bytes=settings.max_document_bytes)
     return _report_import(settings, [summary])
 
 
@@ -309,12 +314,14 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     with connect(database_url(settings)) as conn:
         twin = _known_twin(conn, args.twin) if args.twin else None
-        hits = search_chunks(conn, load_embedder(settings.embedding_model), args.query, twin=twin, k=args.k)
+        embedder = load_embedder(settings.embedding_model)
+        hits = search_chunks(conn, embedder, args.query, twin=twin, k=args.k)
+        reason = no_results_reason(conn, embedder.model_id, twin) if not hits else ""
     if args.json:
         print(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
         return 0
     if not hits:
-        print("no results (has `twin materialize` run?)")
+        print(f"no results: {reason}")
     for rank, hit in enumerate(hits, start=1):
         _print_hit(rank, hit)
     return 0
@@ -342,7 +349,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     version = f" v{result.model_version}" if result.model_version else ""
     print(f"sources ({result.model_name}{version}, {result.backend}):")
     if not result.sources:
-        print("  none found (has `twin materialize` run?)")
+        with connect(database_url(settings)) as conn:
+            print(f"  none found: {no_results_reason(conn, settings.embedding_model, result.twin)}")
     for source in result.sources:
         print(f"  [{source.number}] {source.title} - {source.author} ({source.category}) {source.url}")
     return 0
@@ -433,10 +441,11 @@ def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
     from twin.analyst import analyst_url, enable_analyst_login
 
     url = database_url(settings)
+    given = os.environ.get("TWIN_ANALYST_PASSWORD") or None
     with connect(url) as conn:
-        enable_analyst_login(conn, os.environ.get("TWIN_ANALYST_PASSWORD") or None,
-                             embedded=settings.database_url is None)
-    print(analyst_url(url))
+        password = enable_analyst_login(conn, given, None if settings.database_url else settings.home)
+    # a password of your own stays out of the printed URL; the embedded server's generated one is in it
+    print(analyst_url(url, None if given else password))
     return 0
 
 
@@ -465,9 +474,16 @@ def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+HNSW_MAX_DIMENSIONS = 2_000
+
+
 def cmd_embedding_dim(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.dimension <= 16000:
-        raise TwinError(f"Dimension {args.dimension} is out of range.", "pass 1..16000 (pgvector's limit).")
+    if not 1 <= args.dimension <= HNSW_MAX_DIMENSIONS:
+        raise TwinError(
+            f"Dimension {args.dimension} is out of range: pgvector's HNSW index over vector(n) takes at most "
+            f"{HNSW_MAX_DIMENSIONS:,} dimensions.",
+            f"use a model of at most {HNSW_MAX_DIMENSIONS:,} dimensions (or one that can truncate its "
+            "embeddings, e.g. Matryoshka models, to 1024).")
     with connect(database_url(settings)) as conn:
         set_embedding_column_dimension(conn, args.dimension)
     print(f"chunks.embedding is now vector({args.dimension}); run `twin materialize` to re-embed")

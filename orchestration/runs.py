@@ -34,13 +34,47 @@ def prepare_dagster_home(settings: Settings) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
-# the console shows warnings and errors; the full event log stays on the instance (twin ui)
-_QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console shows only what the command prints itself (one line per failure, with its fix); the
+# full event log, tracebacks included, stays on the instance (twin ui).
+_QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+PID_TAG = "twin/pid"  # the process that runs an in-process run: how a dead one is recognised
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     prepare_dagster_home(settings)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    return instance
+
+
+def run_tags() -> dict[str, str]:
+    return {PID_TAG: f"{os.uname().nodename}:{os.getpid()}"}
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs left STARTED by a process that died (kill -9, power loss):
+    Dagster's run monitoring watches only runs launched by the daemon. Returns their run ids."""
+    failed = []
+    here = os.uname().nodename
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                 dg.DagsterRunStatus.STARTING])):
+        host, _, pid = run.tags.get(PID_TAG, "").rpartition(":")
+        if host != here or not pid.isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"the process that ran it (pid {pid}) is gone: it was killed "
+                                                "or crashed; run the command again to resume")
+        failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def register_twins(settings: Settings, twins: list[str]) -> list[str]:
@@ -86,7 +120,7 @@ def materialize_twins(settings: Settings, twins: list[str]) -> list[TwinRunOutco
     outcomes = []
     for twin in tqdm(twins, unit="twin", desc="materializing", disable=None):
         result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False,
-                                        run_config=_QUIET_CONSOLE)
+                                        run_config=_QUIET_CONSOLE, tags=run_tags())
         outcome = TwinRunOutcome(twin=twin, success=result.success, run_id=result.run_id)
         for event in result.get_asset_materialization_events():
             materialization = event.event_specific_data.materialization
@@ -161,11 +195,12 @@ def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_ste
     # "emitted no result"; that is the expected outcome here, reported by summary_lines instead.
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     # errors only on the console: skips are reported from the run's events below
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}},
+    run_config = {**_QUIET_CONSOLE,
                   "ops": {"models__twin_adapter": {"config": {"profile": profile, "max_steps": max_steps}}}}
     if evaluation:
         run_config["ops"]["evaluation__twin_eval"] = {"config": evaluation}
-    result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False, run_config=run_config)
+    result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False, run_config=run_config,
+                                    tags=run_tags())
     outcome = TrainingOutcome(twin=twin, success=result.success, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
@@ -187,6 +222,12 @@ def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_ste
     return outcome
 
 
+def _database_gone(message: str) -> bool:
+    return any(sign in message for sign in ("server closed the connection", "terminating connection",
+                                            "connection is lost", "connection is closed",
+                                            "Cannot connect to PostgreSQL", "No such file or directory\n\tIs the server"))
+
+
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:
     """The innermost error message of the first failed step, on one line."""
     for event in result.get_step_failure_events():
@@ -199,5 +240,8 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
             for line in message.splitlines():
                 line = line.split(prefix, 1)[1] if prefix and prefix in line else line
                 if line.strip():
+                    if _database_gone(message):
+                        return (f"{line.strip()} | fix: the database stopped during the run; start it again "
+                                "(`twin db-url` starts the embedded one) and re-run: finished work is kept")
                     return line.strip()
     return "the run failed; see its logs in the Dagster UI (twin ui)"

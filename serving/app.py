@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +34,7 @@ from serving.gate import AdmissionGate, QueueFull, QueueTimeout
 from serving.metrics import Metrics
 from serving.models import ModelManager, ModelUnavailable
 from serving.monitoring import Monitor
-from serving.rag import DatabaseUnavailable, PreparedRequest, RagService, UnknownTwin
+from serving.rag import DatabaseUnavailable, OutOfScope, PreparedRequest, RagService, UnknownTwin
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -156,6 +157,12 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         runtime.metrics.rejected.labels(str(error.status)).inc()
         return _error(error.status, error.message, error.kind, error.param)
 
+    @app.exception_handler(_BodyTooLarge)
+    async def body_too_large(request: Request, error: _BodyTooLarge) -> JSONResponse:
+        runtime.metrics.rejected.labels("413").inc()
+        limit = runtime.config.max_request_bytes
+        return _error(413, f"The request body is over {limit:,} bytes (TWIN_MAX_REQUEST_BYTES).")
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
@@ -170,16 +177,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             for problem in problems[:5])
         return _error(422, message, param=where)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        if endpoint != "/metrics":
-            runtime.metrics.request_seconds.labels(endpoint, str(response.status_code)).observe(
-                time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestGuard, runtime=runtime)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -224,7 +222,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         raw = [{"role": m.role, "content": m.content} for m in body.messages]
         prepared, ticket = await _admit_and_prepare(runtime, dict(
             endpoint="/v1/chat/completions", question=question, twin=twin, category=body.category, k=body.k,
-            retrieval=retrieval, history=history, raw_messages=raw))
+            retrieval=retrieval, history=history, raw_messages=raw, **_caller(runtime, key)))
         created = int(time.time())
         model_id = twin or "base"
         extra = {"sources": [s.as_json() for s in prepared.sources], "model_version": prepared.loaded.model.version,
@@ -273,12 +271,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             question = _check_question(runtime.config, body.query, "query")
             twin = await _call(runtime, runtime.service.resolve_twin, body.twin)
             _check_key(runtime, request, twin, key)
-            if twin is None and runtime.config.api_keys:
-                found = await _call(runtime, _self_query_twin, runtime, question)
-                _check_key(runtime, request, found, key)
             prepared, ticket = await _admit_and_prepare(runtime, dict(
                 endpoint="/v1/rag", question=question, twin=twin, category=body.category, k=body.k,
-                retrieval=True, expand=body.expand))
+                retrieval=True, expand=body.expand, **_caller(runtime, key)))
             head = {"request_id": prepared.request_id, "twin": prepared.twin,
                     "filters": prepared.log.prompt_variables.get("filters"),
                     "model": prepared.loaded.model.name, "model_version": prepared.loaded.model.version,
@@ -314,6 +309,99 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
 
 # --- request steps ------------------------------------------------------------------------------
 
+class RequestGuard:
+    """ASGI middleware, outermost: request timing for /metrics, then, before any body is read,
+    the API key (401 for a missing or unknown one) and the body size (413 past
+    TWIN_MAX_REQUEST_BYTES, by Content-Length or while reading). A plain ASGI middleware, unlike
+    @app.middleware("http"), lets handlers see the client's disconnect."""
+
+    def __init__(self, app, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_observed(message) -> None:  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await self._refuse(scope, send_observed, *refusal)
+                return
+            await self.app(scope, self._capped(receive, scope, send_observed), send_observed)
+        except _BodyTooLarge:
+            await self._refuse(scope, send_observed, *self._too_large())
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            if endpoint != "/metrics":
+                self.runtime.metrics.request_seconds.labels(endpoint, str(status["code"])).observe(
+                    time.perf_counter() - started)
+
+    def _refusal(self, scope) -> tuple[int, str, str] | None:  # type: ignore[no-untyped-def]
+        config = self.runtime.config
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        if config.api_keys and scope["path"].startswith("/v1/"):
+            if config.find_key(_key_from_headers(headers)) is None:
+                return (401, "Missing or unknown API key: send `Authorization: Bearer KEY` (or X-API-Key).",
+                        "authentication_error")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_request_bytes:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> tuple[int, str, str]:
+        limit = self.runtime.config.max_request_bytes
+        return (413, f"The request body is over {limit:,} bytes (TWIN_MAX_REQUEST_BYTES).",
+                "invalid_request_error")
+
+    def _capped(self, receive, scope, send):  # type: ignore[no-untyped-def]
+        limit = self.runtime.config.max_request_bytes
+        seen = {"bytes": 0}
+
+        async def capped_receive():  # type: ignore[no-untyped-def]
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > limit:
+                    raise _BodyTooLarge
+            return message
+
+        return capped_receive
+
+    async def _refuse(self, scope, send, status: int, message: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+        self.runtime.metrics.rejected.labels(str(status)).inc()
+        response = _error(status, message, kind)
+        if status == 413:
+            response.headers["Connection"] = "close"
+        await response(scope, _no_body, send)
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised while the body is read (FastAPI passes HTTPExceptions through unchanged)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _key_from_headers(headers: dict[str, str]) -> str | None:
+    header = headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
 def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
                         status_code=status)
@@ -324,10 +412,7 @@ def _sse(payload: dict[str, object]) -> str:
 
 
 def _request_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return _key_from_headers({name.lower(): value for name, value in request.headers.items()})
 
 
 def _check_key(runtime: Runtime, request: Request, twin: str | None, key: str | None = None) -> str | None:
@@ -365,6 +450,8 @@ async def _call(runtime: Runtime, function, *args):  # type: ignore[no-untyped-d
         return await asyncio.to_thread(function, *args)
     except UnknownTwin as error:
         raise ApiError(404, f"{error.message} {error.fix}", "not_found_error", "model") from error
+    except OutOfScope as error:
+        raise ApiError(403, error.message, "permission_error") from error
     except DatabaseUnavailable as error:
         raise ApiError(503, f"The database is unavailable: {error.message} Fix: {error.fix}",
                        "service_unavailable") from error
@@ -392,10 +479,10 @@ def _model_rows(runtime: Runtime) -> list[dict[str, object]]:
     return rows
 
 
-def _self_query_twin(runtime: Runtime, question: str) -> str | None:
-    from serving.retrieval import self_query_for
-
-    return self_query_for(runtime.service.twins()).filters(question).twin
+def _caller(runtime: Runtime, key: str | None) -> dict[str, object]:
+    """What RagService.prepare needs to know of the caller: the twins its key may read, its id."""
+    entry = runtime.config.find_key(key)
+    return {"scope": runtime.config.scope_of(key), "api_key_id": entry.id if entry else None}
 
 
 async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> tuple[PreparedRequest, Ticket]:
@@ -425,11 +512,12 @@ async def _admit_and_prepare(runtime: Runtime, arguments: dict[str, object]) -> 
 
 
 async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
-                    temperature: float, outcome: Outcome, request: Request) -> AsyncIterator[str]:
+                    temperature: float, outcome: Outcome, request: Request,
+                    cancel: threading.Event | None = None) -> AsyncIterator[str]:
     """Generation in a worker thread, streamed to the event loop; stops on disconnect or deadline."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[object] = asyncio.Queue()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     backend = prepared.loaded.backend
 
     def put(item: object) -> None:
@@ -486,13 +574,20 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
 async def _complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, max_tokens: int,
                     temperature: float, request: Request) -> Outcome:
     outcome = Outcome()
-    stream = _generate(runtime, prepared, ticket, max_tokens, temperature, outcome, request)
+    cancel = threading.Event()
+    stream = _generate(runtime, prepared, ticket, max_tokens, temperature, outcome, request, cancel)
+
+    async def watch_disconnect() -> None:
+        """A client that leaves a non-streaming request stops its generation and frees its slot."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        outcome.status, outcome.error = "cancelled", "the client disconnected"
+        cancel.set()
+
+    watcher = asyncio.create_task(watch_disconnect())
     try:
-        count = 0
         async for _ in stream:
-            count += 1
-            if count % 8 == 0 and await request.is_disconnected():
-                outcome.status, outcome.error = "cancelled", "the client disconnected"
+            if cancel.is_set():
                 break
     except GenerationTimeout:
         raise ApiError(504, str(outcome.error), "timeout") from None
@@ -501,6 +596,7 @@ async def _complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
     except TwinError as error:
         raise ApiError(502, f"{error.message} Fix: {error.fix}", "generation_error") from error
     finally:
+        watcher.cancel()
         await stream.aclose()
     return outcome
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -18,6 +20,15 @@ class ApiKey:
     key: str
     twins: frozenset[str] | None
 
+    @property
+    def id(self) -> str:
+        """What logs and prompt_logs record instead of the key: a short hash, stable across restarts."""
+        return key_id(self.key)
+
+
+def key_id(key: str) -> str:
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
 
 @dataclass(frozen=True)
 class ServingConfig:
@@ -26,6 +37,7 @@ class ServingConfig:
     model_api_key: str | None = None
     api_keys: tuple[ApiKey, ...] = ()
     max_question_chars: int = 4000
+    max_request_bytes: int = 1_000_000  # a request body past this is refused with 413, unread
     max_tokens_limit: int = 1024
     default_max_tokens: int = 256
     generation_timeout_s: float = 120.0
@@ -55,6 +67,7 @@ class ServingConfig:
             model_api_key=os.environ.get("TWIN_MODEL_API_KEY") or None,
             api_keys=parse_api_keys(os.environ.get("TWIN_API_KEYS") or ""),
             max_question_chars=_int("TWIN_MAX_QUESTION_CHARS", 4000),
+            max_request_bytes=_int("TWIN_MAX_REQUEST_BYTES", 1_000_000),
             max_tokens_limit=_int("TWIN_MAX_TOKENS_LIMIT", 1024),
             default_max_tokens=_int("TWIN_DEFAULT_MAX_TOKENS", 256),
             generation_timeout_s=_float("TWIN_GENERATION_TIMEOUT", 120.0),
@@ -71,33 +84,60 @@ class ServingConfig:
             exl2_ngram_draft=(os.environ.get("TWIN_EXL2_NGRAM_DRAFT") or "").lower() in ("1", "true", "yes"),
         )
 
+    def find_key(self, key: str | None) -> ApiKey | None:
+        """The configured entry for `key` (compared in constant time), or None."""
+        if key is None:
+            return None
+        for entry in self.api_keys:
+            if hmac.compare_digest(entry.key.encode(), key.encode()):
+                return entry
+        return None
+
     def key_allows(self, key: str | None, twin: str | None) -> int:
-        """200 when the key may ask about `twin`, 401 for a missing/unknown key, 403 otherwise."""
+        """200 when the key may ask about `twin`, 401 for a missing/unknown key, 403 otherwise.
+
+        `twin=None` only asks whether the key is known; what it may read is `scope_of(key)`.
+        """
         if not self.api_keys:
             return 200
-        match = next((entry for entry in self.api_keys if key is not None and entry.key == key), None)
+        match = self.find_key(key)
         if match is None:
             return 401
         if match.twins is None or twin is None or twin in match.twins:
             return 200
         return 403
 
+    def scope_of(self, key: str | None) -> frozenset[str] | None:
+        """The twins a request with `key` may read (None: every twin). Unknown keys read nothing."""
+        if not self.api_keys:
+            return None
+        match = self.find_key(key)
+        return frozenset() if match is None else match.twins
+
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
-    """`key1=twin-a,twin-b;key2=*;key3` -> keys; no `=` or `*` means every twin."""
+    """`key1=twin-a,twin-b;key2=*;key3` -> keys; `*` or no `=` at all means every twin.
+
+    A key with `=` but no twin after it is refused (fail closed: it must not grant every twin).
+    """
     keys = []
-    for entry in (part.strip() for part in text.split(";")):
+    for position, entry in enumerate((part.strip() for part in text.split(";")), start=1):
         if not entry:
             continue
-        key, _, twins = entry.partition("=")
+        key, equals, twins = entry.partition("=")
         key = key.strip()
         if len(key) < 8:
             raise TwinError(
-                "An API key in TWIN_API_KEYS is shorter than 8 characters.",
+                f"API key number {position} in TWIN_API_KEYS is shorter than 8 characters.",
                 "use long random keys, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`.",
             )
         allowed = {twin.strip() for twin in twins.split(",") if twin.strip()}
-        keys.append(ApiKey(key, None if not allowed or "*" in allowed else frozenset(allowed)))
+        if equals and not allowed:
+            raise TwinError(
+                f"API key {key_id(key)} (number {position}) in TWIN_API_KEYS has `=` but no twin after it.",
+                "name its twins (`KEY=maya-lindqvist,tomas-herrera`), `KEY=*` for every twin, or remove it.",
+            )
+        keys.append(ApiKey(key, None if not equals or "*" in allowed else frozenset(allowed)))
     return tuple(keys)
 
 

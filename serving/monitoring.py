@@ -41,6 +41,7 @@ class PromptLog:
     retrieval_ms: float | None = None
     generation_ms: float | None = None
     total_ms: float | None = None
+    api_key_id: str | None = None  # which API key asked (its hash id, never the key)
     started_ns: int = field(default_factory=time.time_ns)
 
 
@@ -140,12 +141,24 @@ class Monitor:
 
 
 def write_prompt_log(conn, entry: PromptLog) -> None:  # conn: psycopg.Connection
-    row = asdict(entry)
+    """One prompt_logs row. Postgres text and jsonb cannot hold NUL, so NUL is written as `\\x00`
+    (a question containing it is still logged, not dropped)."""
+    row = {name: _without_nul(value) for name, value in asdict(entry).items()}
     row.pop("started_ns")
-    row["prompt_variables"] = json.dumps(entry.prompt_variables, ensure_ascii=False, default=str)
+    row["prompt_variables"] = json.dumps(row["prompt_variables"], ensure_ascii=False, default=str)
     columns = ", ".join(row)
     values = ", ".join(f"%({name})s::uuid[]" if name == "retrieved_chunk_ids" else f"%({name})s"
                        for name in row)
     conn.execute(
         f"INSERT INTO prompt_logs ({columns}) VALUES ({values}) ON CONFLICT (request_id) DO NOTHING",
         row)
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value

@@ -47,6 +47,15 @@ class DatabaseUnavailable(TwinError):
     """PostgreSQL cannot be reached (503)."""
 
 
+class OutOfScope(TwinError):
+    """The only twin a request can be about is one the caller's API key does not cover (403)."""
+
+    def __init__(self, twin: str) -> None:
+        super().__init__(f"This API key is not allowed to use twin {twin!r}.",
+                         "ask about a twin your key covers (GET /v1/models lists them).")
+        self.twin = twin
+
+
 @dataclass
 class Retrieval:
     filters: QueryFilters
@@ -168,11 +177,9 @@ class RagService:
         return dict(self.twins()).get(twin, twin)
 
     # --- retrieval ------------------------------------------------------------------------
-    def retrieve(self, question: str, twin: str | None, category: str | None, k: int,
-                 loaded: LoadedModel, expand: int | None = None) -> Retrieval:
+    def retrieve(self, question: str, filters: QueryFilters, k: int, loaded: LoadedModel,
+                 expand: int | None = None) -> Retrieval:
         started = time.perf_counter()
-        found = self_query_for(self.twins()).filters(question)
-        filters = QueryFilters(twin=twin or found.twin, category=category or found.category)
         queries = [question, *self.expand_query(question, loaded, expand)]
         embedder = load_embedder(self.settings.embedding_model)
         with self.connection() as conn:
@@ -182,6 +189,19 @@ class RagService:
         context = pack_context(candidates, k=k, token_budget=self.config.context_token_budget,
                                count_tokens=loaded.backend.count_tokens)
         return Retrieval(filters, queries, candidates, context, (time.perf_counter() - started) * 1000)
+
+    def filters_for(self, question: str, twin: str | None, category: str | None,
+                    scope: frozenset[str] | None) -> QueryFilters:
+        """The request's filters: its own, else the ones self-query finds in the question, always
+        within `scope` (self-query may narrow a key's twins, never widen them)."""
+        found = self_query_for(self.twins()).filters(question)
+        twin = twin or found.twin
+        if scope is not None and twin is not None and twin not in scope:
+            raise OutOfScope(twin)
+        if scope is not None and not scope:
+            raise OutOfScope("any")
+        return QueryFilters(twin=twin, category=category or found.category,
+                            scope=None if scope is None or twin is not None else scope)
 
     def expand_query(self, question: str, loaded: LoadedModel, expand: int | None) -> list[str]:
         """n rewrites of the question by the LLM (off unless configured or asked for)."""
@@ -196,16 +216,25 @@ class RagService:
     # --- requests -------------------------------------------------------------------------
     def prepare(self, *, endpoint: str, question: str, twin: str | None, category: str | None = None,
                 k: int | None = None, retrieval: bool = True, history: list[Message] | None = None,
-                raw_messages: list[Message] | None = None, expand: int | None = None) -> PreparedRequest:
-        """Everything up to generation: model, retrieval, messages and the prompt log entry."""
-        if twin is None and retrieval and self.with_database:
-            twin = self_query_for(self.twins()).filters(question).twin  # "what does Maya say..."
+                raw_messages: list[Message] | None = None, expand: int | None = None,
+                scope: frozenset[str] | None = None, api_key_id: str | None = None) -> PreparedRequest:
+        """Everything up to generation: model, retrieval, messages and the prompt log entry.
+
+        `scope` is the set of twins the caller's key may read (None: every twin); it is enforced
+        here, where the data is read, whatever twin the request named or self-query found.
+        """
+        if scope is not None and twin is not None and twin not in scope:
+            raise OutOfScope(twin)
+        filters: QueryFilters | None = None
+        if retrieval and self.with_database:
+            filters = self.filters_for(question, twin, category, scope)  # "what does Maya say..."
+            twin = filters.twin
         loaded = self.models.get(twin)
         k = k or self.config.retrieval_k
         author = self.author_name(twin)
         found: Retrieval | None = None
-        if retrieval and self.with_database:
-            found = self.retrieve(question, twin, category, k, loaded, expand)
+        if filters is not None:
+            found = self.retrieve(question, filters, k, loaded, expand)
             messages = prompts.rag_messages(author, found.context.text, question, history)
             template, variables = prompts.RAG_SYSTEM, {"author": author, "context": found.context.text,
                                                        "question": question}
@@ -223,9 +252,11 @@ class RagService:
             retrieved_chunk_ids=[chunk.chunk_id for chunk in chunks],
             retrieval_scores=[chunk.score for chunk in chunks],
             prompt_tokens=loaded.backend.count_tokens(prompt),
-            retrieval_ms=round(found.ms, 2) if found else None)
+            retrieval_ms=round(found.ms, 2) if found else None, api_key_id=api_key_id)
         if found is not None:
-            entry.prompt_variables["filters"] = {"twin": found.filters.twin, "category": found.filters.category}
+            entry.prompt_variables["filters"] = {
+                "twin": found.filters.twin, "category": found.filters.category,
+                "scope": sorted(found.filters.scope) if found.filters.scope is not None else None}
             entry.prompt_variables["queries"] = found.queries  # the question and its expansions
         return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
 

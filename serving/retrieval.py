@@ -32,6 +32,7 @@ CATEGORY_WORDS = {
 class QueryFilters:
     twin: str | None = None
     category: str | None = None
+    scope: frozenset[str] | None = None  # the twins the caller's key may read (None: every twin)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,9 @@ def hybrid_search_vectors(
     if filters.twin is not None:
         where.append("twin = %(twin)s")
         params["twin"] = filters.twin
+    if filters.scope is not None:  # a scoped API key reads its own twins only, whatever else matched
+        where.append("twin = ANY(%(scope)s)")
+        params["scope"] = sorted(filters.scope)
     if filters.category is not None:
         where.append("category = %(category)s")
         params["category"] = filters.category

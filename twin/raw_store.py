@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import psycopg
 
 from twin.documents import RawDocument
+from twin.settings import Settings
+from twin.urls import is_web_url, registrable_domain, url_problem
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,22 @@ def store_documents(
     *,
     prune: bool = False,
     only_twin: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> ImportSummary:
     """Upsert `documents` by (twin, url), record rejections, and optionally prune the source.
 
+    The rules every source shares are checked here: an http(s) (or file://) URL, content within
+    TWIN_MAX_DOCUMENT_BYTES, and no document taken over from another source (a different
+    source delivering a stored URL with other content is a rejection, not an overwrite).
+    Replaced and deleted versions are kept in raw_document_history (a trigger).
     Pruning deletes this source's documents (of `only_twin`, when given) that are no longer in
     it, and is skipped when any line was rejected (it may be a document we would otherwise lose).
     """
+    limit = max_document_bytes if max_document_bytes is not None else Settings.from_env().max_document_bytes
+    documents, refused = _apply_source_rules(documents, limit, len(rejections))
+    rejections = [*rejections, *refused]
+    documents, conflicts = _without_conflicts(conn, source, documents, len(rejections))
+    rejections = [*rejections, *conflicts]
     summary = ImportSummary(source=source, rejected=list(rejections))
     summary.twins = {doc.twin for doc in documents}
     with conn.transaction():
@@ -100,7 +112,7 @@ def store_documents(
                WHERE raw_documents.content_hash <> EXCLUDED.content_hash""",
             (source,),
         )
-        if prune and rejections:
+        if prune and len(rejections) > len(conflicts):  # a conflict is another source's document
             summary.prune_skipped = True
         elif prune:
             deleted = conn.execute(
@@ -124,6 +136,54 @@ def store_documents(
              summary.deleted, import_id),
         )
     return summary
+
+
+def _apply_source_rules(documents: list[RawDocument], max_bytes: int,
+                        numbered_from: int) -> tuple[list[RawDocument], list[Rejection]]:
+    kept: list[RawDocument] = []
+    refused: list[Rejection] = []
+    for doc in documents:
+        problem = url_problem(doc.url)
+        size = len(doc.content.encode("utf-8"))
+        if problem is None and size > max_bytes:
+            problem = (f"content is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; "
+                       "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
+        if problem is None:
+            kept.append(doc)
+        else:
+            refused.append(Rejection(numbered_from + len(refused) + 1, problem, doc.url[:2_000]))
+    return kept, refused
+
+
+def _without_conflicts(conn: psycopg.Connection, source: str, documents: list[RawDocument],
+                       numbered_from: int) -> tuple[list[RawDocument], list[Rejection]]:
+    """Documents whose (twin, url) another source stored with other content become rejections."""
+    if not documents:
+        return documents, []
+    rows = conn.execute(
+        """SELECT r.twin, r.url, r.source FROM raw_documents r
+           JOIN unnest(%s::text[], %s::text[], %s::text[]) AS d(twin, url, content_hash)
+             ON r.twin = d.twin AND r.url = d.url
+           WHERE r.source <> %s AND r.content_hash <> d.content_hash""",
+        ([d.twin for d in documents], [d.url for d in documents], [d.content_hash for d in documents],
+         source),
+    ).fetchall()
+    owners = {(twin, url): owner for twin, url, owner in rows if not _same_origin(owner, source)}
+    kept = [doc for doc in documents if (doc.twin, doc.url) not in owners]
+    conflicts = [
+        Rejection(numbered_from + position, f"conflict: {doc.url} is already stored from another source "
+                  f"({owners[(doc.twin, doc.url)]}) with other content; it was not replaced. If this source "
+                  "should own it, remove it from the other source first (a prune then deletes it, "
+                  "keeping it in raw_document_history)", doc.url[:2_000])
+        for position, doc in enumerate((d for d in documents if (d.twin, d.url) in owners), start=1)]
+    return kept, conflicts
+
+
+def _same_origin(stored: str, arriving: str) -> bool:
+    """Two crawls of one site (from its feed, then its archive page) are one source."""
+    if stored == arriving:
+        return True
+    return is_web_url(stored) and is_web_url(arriving) and registrable_domain(stored) == registrable_domain(arriving)
 
 
 def delete_document(conn: psycopg.Connection, twin: str, url: str) -> bool:

@@ -64,3 +64,19 @@ def search_chunks(
         ).fetchall()
     hits = [SearchHit(*row[:5], round(float(row[5]), 4), row[6]) for row in rows]
     return sorted(hits, key=lambda hit: hit.score, reverse=True)  # relaxed order: re-sort
+
+
+def no_results_reason(conn: psycopg.Connection, model_id: str, twin: str | None = None) -> str:
+    """Why a search found nothing: no vectors yet, or vectors from another embedding model."""
+    rows = conn.execute(
+        """SELECT embedding_model, count(*) FROM chunks
+           WHERE embedding IS NOT NULL AND twin = coalesce(%s, twin) GROUP BY 1 ORDER BY 2 DESC""",
+        (twin,)).fetchall()
+    models = {str(model): int(count) for model, count in rows}
+    if not models:
+        return "no embedded chunks yet (run `twin materialize`)"
+    if model_id not in models:
+        stored = ", ".join(f"{model} ({count} chunks)" for model, count in models.items())
+        return (f"the stored vectors were made by {stored}, not by {model_id} (TWIN_EMBEDDING_MODEL): "
+                "set TWIN_EMBEDDING_MODEL back to that model, or re-embed with `twin materialize`")
+    return "nothing matched the question"

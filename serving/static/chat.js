@@ -43,13 +43,23 @@ function addTurn(question) {
   return { answer: a, sources: s, turn };
 }
 
+function safeHttpUrl(url) {
+  try {
+    const parsed = new URL(String(url));
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch (error) { return null; }
+}
+
 function showSources(list, sources) {
   list.replaceChildren();
   for (const source of sources) {
     const item = document.createElement("li");
     item.value = source.number;
-    const link = document.createElement("a");
-    link.href = source.url; link.textContent = source.title || source.url; link.target = "_blank"; link.rel = "noopener";
+    // Only http(s) sources become links: a javascript: or data: URL stays inert text.
+    const safe = safeHttpUrl(source.url);
+    const link = document.createElement(safe ? "a" : "span");
+    if (safe) { link.href = safe; link.target = "_blank"; link.rel = "noopener noreferrer"; }
+    link.textContent = source.title || source.url;
     const meta = document.createElement("span"); meta.className = "meta";
     meta.textContent = ` - ${source.author}, ${source.category} (score ${source.score.toFixed(4)})`;
     const snippet = document.createElement("div"); snippet.className = "snippet"; snippet.textContent = source.snippet;

@@ -19,6 +19,7 @@ from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, P
 
 from twin.documents import Category, RawDocument
 from twin.sources.text import parse_date as parse_any_date
+from twin.urls import is_loopback_url, is_web_url, same_site
 
 MIN_WORDS = 10  # fewer readable words than this is not an article
 PAYWALL_TEASER_WORDS = 150  # a "Member-only story" badge with less text than this is a teaser
@@ -353,11 +354,15 @@ def _types(item: dict[str, Any]) -> set[str]:
 
 
 def _canonical(soup: BeautifulSoup, meta: dict[str, str], page_url: str) -> str:
+    """The page's canonical URL, trusted only on the page's own site (registrable domain): a
+    page must not claim, and so replace, another site's document. A saved page (a file, or a
+    mirror of saved pages served from this machine) keeps the canonical URL it was saved with."""
     tag = soup.find("link", rel="canonical", href=True)
+    saved = not is_web_url(page_url) or is_loopback_url(page_url)
     for candidate in (tag["href"] if tag else None, meta.get("og:url")):
         if candidate:
             url = urljoin(page_url, str(candidate).strip()).split("#", 1)[0]
-            if urlsplit(url).scheme in ("http", "https") and urlsplit(url).hostname:
+            if is_web_url(url) and (saved or same_site(url, page_url)):
                 return url
     return page_url
 

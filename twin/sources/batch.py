@@ -39,8 +39,10 @@ class SourceBatch:
 
 
 def store_batch(
-    conn: psycopg.Connection, batch: SourceBatch, *, prune: bool = False, only_twin: str | None = None
+    conn: psycopg.Connection, batch: SourceBatch, *, prune: bool = False, only_twin: str | None = None,
+    max_document_bytes: int | None = None,
 ) -> ImportSummary:
-    """Write a batch like any import: upsert by (twin, url), record rejections, optional prune."""
+    """Write a batch like any import: upsert by (twin, url), record rejections, optional prune
+    (the rules every source shares are `store_documents`')."""
     return store_documents(conn, batch.source, batch.documents, batch.rejections, prune=prune,
-                           only_twin=only_twin)
+                           only_twin=only_twin, max_document_bytes=max_document_bytes)

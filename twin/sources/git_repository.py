@@ -60,6 +60,11 @@ class _Origin:
     def url(self, path: str, branch: str) -> str:
         if self.web_root is not None:
             return f"{self.web_root}/blob/{quote(branch, safe='')}/{quote(path)}"
+        if self.source.startswith("/"):  # a local folder: file:// URLs, like file:// clones
+            return Path(self.source, path).as_uri()
+        scp = re.fullmatch(r"([\w.-]+@)?([\w.-]+):(?!//)(.+)", self.source)  # user@host:path
+        if scp:
+            return f"ssh://{scp.group(1) or ''}{scp.group(2)}/{scp.group(3).lstrip('/')}/{path}"
         return f"{self.source}/{path}"
 
 

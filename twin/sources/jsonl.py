@@ -44,6 +44,8 @@ def parse_jsonl_file(path: Path, max_document_bytes: int) -> Iterator[ParsedLine
     """Every non-blank line of the file as a document or as a rejection with its reason."""
     with path.open("rb") as handle:
         for line_number, raw_line in enumerate(handle, start=1):
+            if line_number == 1:
+                raw_line = raw_line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (Windows editors)
             if not raw_line.strip():
                 continue
             try:
@@ -137,7 +139,8 @@ def import_jsonl(
     for file in jsonl_files(path):
         batch = read_jsonl_batch(file, str(file.resolve()), max_document_bytes=max_document_bytes,
                                  only_twin=only_twin, first_seen=first_seen)
-        summaries.append(store_batch(conn, batch, prune=prune, only_twin=only_twin))
+        summaries.append(store_batch(conn, batch, prune=prune, only_twin=only_twin,
+                                     max_document_bytes=max_document_bytes))
         if progress is not None:
             progress(file)
     return summaries

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import psycopg
 import requests
+import urllib3
 from bs4 import BeautifulSoup
 
 from twin.documents import twin_slug
@@ -56,7 +57,8 @@ class CrawlSettings:
     """How politely and how far the crawler fetches; 0 for `per_host_delay_s` disables the limit."""
 
     user_agent: str = DEFAULT_USER_AGENT
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # to connect, and for each attempt's whole answer, body included
+    page_deadline_s: float = 30.0  # one page in all: every attempt, retry wait and redirect
     max_bytes: int = 2_000_000
     per_host_delay_s: float = 1.0
     retries: int = 3
@@ -185,9 +187,10 @@ class Fetcher:
         _require_http_url(url)
         chain = [url]
         current = url
+        deadline = self._clock() + self.settings.page_deadline_s
         while True:
             self._check_robots(current)
-            reply = self._with_retries(current, validators)
+            reply = self._with_retries(current, validators, deadline=deadline)
             if reply.status in _REDIRECTS:
                 location = reply.headers.get("Location")
                 if not location:
@@ -249,15 +252,20 @@ class Fetcher:
             return RobotsRules()
         return RobotsRules(unreachable=f"HTTP {reply.status} {_phrase(reply.status)}".rstrip())
 
-    def _with_retries(self, url: str, validators: Validators | None, *, robots: bool = False) -> _Reply:
+    def _with_retries(self, url: str, validators: Validators | None, *, robots: bool = False,
+                      deadline: float | None = None) -> _Reply:
         attempts = self.settings.retries + 1
+        deadline = deadline if deadline is not None else self._clock() + self.settings.page_deadline_s
         for attempt in range(1, attempts + 1):
             tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
             try:
-                reply = self._exchange(url, validators, robots=robots)
+                reply = self._exchange(url, validators, robots=robots, deadline=deadline)
             except _Transient as exc:
                 if attempt == attempts:
                     raise FetchError(f"{exc} ({tries})") from None
+                if self._clock() + self._backoff(attempt) >= deadline:
+                    raise FetchError(f"{exc} ({tries}; no time left for another within the page's "
+                                     f"{self.settings.page_deadline_s:g} s deadline)") from None
                 self._sleep(self._backoff(attempt))
                 continue
             if reply.status == 429 or 500 <= reply.status < 600:
@@ -276,7 +284,7 @@ class Fetcher:
     def _backoff(self, attempt: int) -> float:
         return self.settings.backoff_s * 2 ** (attempt - 1)
 
-    def _exchange(self, url: str, validators: Validators | None, *, robots: bool) -> _Reply:
+    def _exchange(self, url: str, validators: Validators | None, *, robots: bool, deadline: float) -> _Reply:
         """One request (one rate-limit slot); the body is read only for a 2xx answer.
 
         Pages must be HTML or a feed and fit the size cap; robots.txt may be anything and is cut
@@ -303,7 +311,7 @@ class Fetcher:
                 if not robots:
                     _require_html_or_feed(response)
                 body = self._read_body(response, ROBOTS_MAX_BYTES if robots else self.settings.max_bytes,
-                                       deadline=started + timeout, cut=robots)
+                                       deadline=min(started + timeout, deadline), cut=robots)
                 return _Reply(response.status_code, response.headers, body)
 
     def _read_body(self, response: requests.Response, max_bytes: int, *, deadline: float, cut: bool) -> bytes:
@@ -315,7 +323,7 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=65536):
+            for chunk in _chunks_until(response, deadline, self._clock, self.settings.timeout_s):
                 size += len(chunk)
                 if size > max_bytes and cut:
                     chunks.append(chunk[: max_bytes - size])
@@ -330,6 +338,36 @@ class Fetcher:
                 raise _Transient(f"timed out after {self.settings.timeout_s:g} s reading the page") from None
             raise _Transient(f"connection broke while reading the page: {_network_error(exc)}") from None
         return b"".join(chunks)
+
+
+def _chunks_until(response: requests.Response, deadline: float, clock: Callable[[], float],
+                  timeout_s: float) -> Iterator[bytes]:
+    """The decoded body as it arrives: each read returns what one receive got (`read1`), with the
+    socket timeout cut to the time left, so a server dripping a long body hits the deadline
+    instead of filling a 64 KiB read for minutes."""
+    raw = response.raw
+    late = f"timed out after {timeout_s:g} s reading the page"
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            raise _Transient(late)
+        _set_read_timeout(raw, left)
+        try:
+            chunk = raw.read1(65536, decode_content=True)
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
+            raise _Transient(late) from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise _Transient(f"connection broke while reading the page: {_network_error(exc)}") from None
+        if not chunk:  # read1 blocks until data or the end of the body
+            return
+        yield chunk
+
+
+def _set_read_timeout(raw: object, seconds: float) -> None:
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.05, seconds))
 
 
 def _require_http_url(url: str) -> None:
