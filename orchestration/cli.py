@@ -16,6 +16,7 @@ from twin.database import connect, database_url, embedded_postgres_dir, set_embe
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
+from twin.grounding import CITATION_THRESHOLD
 from twin.raw_store import ImportSummary, list_twins
 from twin.search import SearchHit, no_results_reason, search_chunks
 from twin.sources.batch import store_batch
@@ -346,6 +347,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(result.answer or "(the model returned no text)")
     print()
+    if result.grounded is not None:
+        grounded = result.grounded
+        supported = sum(1 for sentence in grounded.sentences if sentence.supported)
+        print(f"grounding: {supported} of {len(grounded.sentences)} sentences supported by a cited source "
+              f"({grounded.grounding:.0%}; citation threshold {CITATION_THRESHOLD} cosine)")
     version = f" v{result.model_version}" if result.model_version else ""
     print(f"sources ({result.model_name}{version}, {result.backend}):")
     if not result.sources:
@@ -412,6 +418,8 @@ def _serve_once(settings: Settings, question: str, twin: str) -> int:
         body = response.json()
         print(f"POST {url} -> 200 ({body['model']} v{body['model_version']}, {body['backend']})")
         print(body["answer"].strip() or "(the model returned no text)")
+        if body.get("citations"):
+            print(f"grounding: {body['citations']['grounding']:.0%} of sentences supported by a cited source")
         for source in body["sources"]:
             print(f"  [{source['number']}] {source['title']} - {source['author']} ({source['category']}) {source['url']}")
     finally:

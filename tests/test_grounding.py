@@ -34,7 +34,7 @@ def test_answers_cut_anywhere_never_end_mid_word() -> None:
 
 def test_citations_are_attached_only_above_the_threshold(embedder) -> None:
     reef, postgres = _article("tomas-herrera"), _article("maya-lindqvist")
-    chunks = [" ".join(reef.split("\n\n")[0:3]), " ".join(postgres.split("\n\n")[0:3])]
+    chunks = [(1, " ".join(reef.split("\n\n")[0:3])), (2, " ".join(postgres.split("\n\n")[0:3]))]
     from_postgres = next(s for s in split_sentences(postgres.split("\n\n")[0]) if len(s.split()) > 6)
     answer = f"{from_postgres} My cat prefers tuna on rainy Sundays."
     grounded = ground(answer, chunks, embedder)
@@ -49,7 +49,7 @@ def test_citations_are_attached_only_above_the_threshold(embedder) -> None:
 
 def test_model_citations_are_kept_when_real_and_dropped_when_invented(embedder) -> None:
     postgres = _article("maya-lindqvist")
-    chunks = [" ".join(postgres.split("\n\n")[0:3])]
+    chunks = [(1, " ".join(postgres.split("\n\n")[0:3]))]
     sentence = next(s for s in split_sentences(postgres.split("\n\n")[0]) if len(s.split()) > 6).rstrip(".")
     grounded = ground(f"{sentence} [1]. Nothing else here matters at all [7].", chunks, embedder)
     first, second = grounded.sentences
@@ -59,6 +59,6 @@ def test_model_citations_are_kept_when_real_and_dropped_when_invented(embedder) 
 
 def test_an_empty_answer_has_no_sentences_and_grounding_zero(embedder) -> None:
     for answer in ("", "   \n "):
-        grounded = ground(answer, ["some chunk"], embedder)
+        grounded = ground(answer, [(1, "some chunk")], embedder)
         assert grounded.sentences == [] and grounded.grounding == 0.0 and grounded.text == ""
     assert ground("No sources at all.", [], embedder).grounding == 0.0

@@ -226,7 +226,7 @@ def evaluate(
             model_figures.delta = burrows_delta(" ".join(answers), held_out_text, delta_corpus, settings.style)
             if sources:
                 model_figures.grounding = statistics.fmean(
-                    ground(answer, chunks, embedder).grounding for answer, chunks in zip(answers, sources))
+                    ground(answer, list(enumerate(chunks, start=1)), embedder).grounding for answer, chunks in zip(answers, sources))
         if classifier is not None:
             model_figures.attribution_share = classifier.share(answers, corpus.author)
 

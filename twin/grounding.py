@@ -80,33 +80,33 @@ class GroundedAnswer:
                                "supported": s.supported, "attached": s.attached} for s in self.sentences]}
 
 
-def ground(answer: str, chunk_texts: list[str], embedder: Embedder, threshold: float = CITATION_THRESHOLD,
-           chunk_vectors: np.ndarray | None = None) -> GroundedAnswer:
-    """Cite each sentence of `answer` against the numbered chunks (source n = chunk_texts[n-1]).
-    `chunk_vectors` are the chunks' unit embeddings when the caller has them already."""
+def ground(answer: str, sources: list[tuple[int, str]], embedder: Embedder, threshold: float = CITATION_THRESHOLD) -> GroundedAnswer:
+    """Cite each sentence of `answer` against numbered chunks: (source number, chunk text); a
+    source with several chunks counts its most similar one."""
     sentences = split_sentences(answer)
     if not sentences:
         return GroundedAnswer("")
     plain = [_CITATION.sub("", sentence).strip() for sentence in sentences]
-    if chunk_texts:
-        vectors = chunk_vectors if chunk_vectors is not None else embedder.encode(chunk_texts)
-        similarity = embedder.encode(plain) @ np.asarray(vectors).T  # sentences x chunks
-    else:
-        similarity = np.zeros((len(sentences), 0))
+    numbers = sorted({number for number, _ in sources})
+    scores = np.zeros((len(sentences), len(numbers)))
+    if sources:
+        similarity = embedder.encode(plain) @ embedder.encode([text for _, text in sources]).T  # sentences x chunks
+        for column, number in enumerate(numbers):
+            chunks = [index for index, (n, _) in enumerate(sources) if n == number]
+            scores[:, column] = similarity[:, chunks].max(axis=1)
     cited: list[CitedSentence] = []
-    for index, (sentence, text) in enumerate(zip(sentences, plain)):
-        written = [n for n in dict.fromkeys(int(m) for m in _CITATION.findall(sentence)) if 1 <= n <= len(chunk_texts)]
-        scores = similarity[index]
+    for row, (sentence, text) in enumerate(zip(sentences, plain)):
+        by_number = dict(zip(numbers, scores[row].tolist()))
+        written = [n for n in dict.fromkeys(int(m) for m in _CITATION.findall(sentence)) if n in by_number]
         if written:
-            best = max(float(scores[n - 1]) for n in written)
-            citations, attached = written, False
-        elif len(scores) and float(scores.max()) >= threshold:
-            best = float(scores.max())
-            citations, attached = [int(scores.argmax()) + 1], True
+            best, citations, attached = max(by_number[n] for n in written), written, False
+        elif by_number and max(by_number.values()) >= threshold:
+            number = max(by_number, key=by_number.__getitem__)
+            best, citations, attached = by_number[number], [number], True
         else:
             best, citations, attached = 0.0, [], False
-        cited.append(CitedSentence(_with_citations(text, citations), citations, best, best >= threshold and bool(citations),
-                                   attached))
+        cited.append(CitedSentence(_with_citations(text, citations), citations, best,
+                                   bool(citations) and best >= threshold, attached))
     return GroundedAnswer(" ".join(sentence.text for sentence in cited), cited)
 
 
