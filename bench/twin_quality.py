@@ -4,6 +4,8 @@ champion on the held-out documents (perplexity, attribution share, Burrows' Delt
 length), the grounding of one served answer, and the training minutes; into docs/benchmarks.md.
 
 Run: .venv/bin/python bench/twin_quality.py [--profile gpu] [--twins maya-lindqvist]
+     --home .twin: use a platform home that exists (what `make demo` left): a twin whose newest
+       dataset is already trained is not trained again, and its latest evaluation is reported
      --quick: one twin, 2 steps, 8 answers per model (a check that the script works, ~6 min on 2 cores)
 """
 
@@ -14,7 +16,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -33,19 +34,20 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu-demo", choices=["cpu-demo", "gpu"])
     parser.add_argument("--max-steps", type=int, default=None, help="default: the profile's")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--home", type=Path, default=None, help="an existing TWIN_HOME (default: a new one)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     twins, evaluation = args.twins, None
     if args.quick:
         twins, args.max_steps, evaluation = twins[:1], 2, {"generation_examples": 8, "max_new_tokens": 32}
 
-    home = Path(tempfile.mkdtemp(prefix="twin-bench-quality-"))
+    home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="twin-bench-quality-"))
     os.environ["TWIN_HOME"] = str(home)
     for variable in ("DAGSTER_HOME", "DATABASE_URL", "MLFLOW_TRACKING_URI"):
         os.environ.pop(variable, None)
     from orchestration.cli import SAMPLE_CORPUS, main as twin
     from orchestration.runs import train_twin
-    from twin.database import connect, database_url, embedded_postgres_dir, stop_embedded_postgres
+    from twin.database import embedded_postgres_dir, stop_embedded_postgres
     from twin.settings import Settings
 
     settings = Settings.from_env()
@@ -54,24 +56,33 @@ def main() -> None:
             raise SystemExit("importing or materializing the sample corpus failed")
         results = []
         for name in twins:
-            started = time.perf_counter()
             outcome = train_twin(settings, name, args.profile, args.max_steps, evaluation)
-            minutes = (time.perf_counter() - started) / 60
             if not outcome.success:
                 raise SystemExit(f"training {name} failed: {outcome.error}")
-            with connect(database_url(settings)) as conn:
-                report = conn.execute("SELECT report FROM evaluations WHERE twin = %s ORDER BY id DESC LIMIT 1",
-                                      (name,)).fetchone()[0]
-            adapter = outcome.metadata.get("models/twin_adapter", {})
-            results.append({"twin": name, "report": report, "promoted": report["promoted"],
-                            "train_minutes": round(float(adapter.get("train_seconds", 0)) / 60, 1),
-                            "chain_minutes": round(minutes, 1), "steps": adapter.get("train_steps"),
-                            "first_loss": adapter.get("first_loss"), "last_loss": adapter.get("last_loss"),
-                            "grounding": served_grounding(settings, name, report)})
+            results.append(twin_result(settings, name))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "report"}, indent=2))
     finally:
         stop_embedded_postgres(embedded_postgres_dir(home))
     write_report(args.output, args, results)
+
+
+def twin_result(settings, twin: str) -> dict[str, object]:
+    """The twin's latest evaluation and the training figures of the model it evaluated."""
+    from training.registry import configure_mlflow
+    from twin.database import connect, database_url
+
+    with connect(database_url(settings)) as conn:
+        row = conn.execute(
+            """SELECT e.report, m.train_steps, m.train_seconds, m.mlflow_run_id, m.profile FROM evaluations e
+               JOIN model_versions m USING (registered_model, version)
+               WHERE e.twin = %s ORDER BY e.id DESC LIMIT 1""", (twin,)).fetchone()
+    if row is None:
+        raise SystemExit(f"{twin} has no evaluation (too little text for a dataset?)")
+    report, steps, seconds, run_id, profile = row
+    metrics = configure_mlflow(settings).get_run(run_id).data.metrics
+    return {"twin": twin, "report": report, "promoted": report["promoted"], "profile": profile, "steps": steps,
+            "train_minutes": round(seconds / 60, 1), "first_loss": metrics.get("first_loss"),
+            "last_loss": metrics.get("last_loss"), "grounding": served_grounding(settings, twin, report)}
 
 
 def served_grounding(settings, twin: str, report: dict) -> float | None:
@@ -104,12 +115,12 @@ def write_report(path: Path, args: argparse.Namespace, results: list[dict]) -> N
                          f"{_cell(figures['mean_answer_words'], 'words')} | {gate} |")
         lines.append(f"| {result['twin']} | author's held-out text | – | – | {_cell(report['author_delta'], 'num')} | "
                      f"{report['reference_words']:.0f} | |")
-    training = ["| twin | steps | loss first -> last | Axolotl minutes | whole chain minutes | held-out answers per model | grounding of one served answer |",
-                "|---|---:|---|---:|---:|---:|---:|"]
+    training = ["| twin | profile | steps | loss first -> last step | Axolotl minutes | held-out answers per model | grounding of one served answer |",
+                "|---|---|---:|---|---:|---:|---:|"]
     for result in results:
         report = result["report"]
-        training.append(f"| {result['twin']} | {result['steps']} | {float(result['first_loss'] or 0):.3f} -> "
-                        f"{float(result['last_loss'] or 0):.3f} | {result['train_minutes']} | {result['chain_minutes']} | "
+        training.append(f"| {result['twin']} | {result['profile']} | {result['steps']} | {float(result['first_loss'] or 0):.3f} -> "
+                        f"{float(result['last_loss'] or 0):.3f} | {result['train_minutes']} | "
                         f"{report['generation_examples']} from {report['held_out_documents']} documents | "
                         f"{_cell(result['grounding'], 'share')} |")
     mode = " (quick mode: 2 steps, 8 short answers; not a measurement)" if args.quick else ""
