@@ -73,9 +73,16 @@ def env(server_url: str, twin_home: Path, base_model: str, tmp_path_factory) -> 
 
 
 def _kill_axolotl_when_training(stop: threading.Event, killed: list[int]) -> None:
+    """Kill this test's own Axolotl process (a descendant of this process, never another one on
+    the machine, such as a `make demo` running next to the tests)."""
+    me = psutil.Process()
     while not stop.is_set():
-        for process in psutil.process_iter(["cmdline"]):
-            if "axolotl.cli.train" in " ".join(process.info["cmdline"] or []):
+        for process in me.children(recursive=True):
+            try:
+                cmdline = " ".join(process.cmdline())
+            except psutil.Error:
+                continue
+            if "axolotl.cli.train" in cmdline:
                 time.sleep(3)  # let it get going
                 process.kill()
                 killed.append(process.pid)

@@ -38,9 +38,9 @@ Messages = list[dict[str, str]]
 @dataclass(frozen=True)
 class EvalSettings:
     max_examples: int = 24  # perplexity examples (cheap: one forward pass each)
-    # Held-out prompts answered by each model. 16 is the smallest count where one answer moves the
-    # attribution share by 1/16 (6 points), and what the sample twins' 3-4 held-out documents
-    # hold in prose; on 2 CPU cores 16 answers of 64 tokens take ~40 s per model.
+    # Held-out prompts answered by each model: every held-out prose example a sample twin has
+    # (13-16 from 3-4 documents), so one answer moves the attribution share by 6-8 points; on
+    # 2 busy CPU cores 16 answers of 64 tokens take ~2 minutes per model (docs/training.md).
     generation_examples: int = 16
     max_new_tokens: int = 64
     max_length: int = 384
