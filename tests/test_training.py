@@ -133,7 +133,7 @@ def test_pipes_runs_axolotl_on_cpu_and_registers_a_challenger_in_mlflow(env: Tra
     run = client.get_run(adapter["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert {"train_loss", "eval_perplexity", "eval_topical_similarity", "eval_grounding"} <= set(run.data.metrics)
-    assert run.data.params["profile.lora_r"] == "8" and run.inputs.dataset_inputs  # dataset logged as input
+    assert run.data.params["profile.lora_r"] == "16" and run.inputs.dataset_inputs  # dataset logged as input
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"adapter", "merged_model", "config", "evaluation"} <= artifacts
     version = alias_version(client, TWIN, CHALLENGER)
