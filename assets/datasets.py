@@ -80,6 +80,7 @@ def instruct_dataset(
             "train_rows": version.train_rows,
             "test_rows": version.test_rows,
             "failures": len(version.failures),
+            "instruction_mix": version.instruction_mix,
             "seconds": round(version.seconds, 2),
             "preview": dg.MetadataValue.md(_preview(version.local_dir)),
         },
@@ -132,7 +133,7 @@ def preference_dataset(
     )
 
 
-def _preview(folder, columns=("instruction", "output", "category")) -> str:
+def _preview(folder, columns=("instruction_kind", "instruction", "output")) -> str:
     import pyarrow.parquet as pq
 
     rows = pq.read_table(folder / "train.parquet", columns=list(columns)).to_pylist()[:5]

@@ -15,11 +15,12 @@ from assets.datasets import instruct_dataset
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, TrainingResource
 from training.axolotl_config import training_profile
-from training.dataset_versions import find_version, latest_version
-from training.evaluation import EvalSettings, evaluate, load_examples
+from training.dataset_versions import find_version, latest_version, training_texts
+from training.evaluation import EvalSettings, GatePolicy, StyleCorpus, evaluate, generic_prompts, load_examples
 from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
 from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
 from twin.base_model import base_model_location
+from twin.search import search_chunks
 
 TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
 
@@ -96,8 +97,10 @@ def twin_adapter(
 
 class EvaluationConfig(dg.Config):
     max_examples: int = 24
-    generation_examples: int = 4
-    max_new_tokens: int = 48
+    generation_examples: int = EvalSettings.generation_examples
+    max_new_tokens: int = EvalSettings.max_new_tokens
+    gate_on_style: bool = GatePolicy.style  # the promotion policy: attribution must not fall as well
+    attribution_tolerance: float = GatePolicy.attribution_tolerance
 
 
 @dg.asset(
@@ -109,9 +112,11 @@ class EvaluationConfig(dg.Config):
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec("beats_champion", asset=["evaluation", "twin_eval"], blocking=True,
                                    description="The challenger's held-out perplexity is below the champion's "
-                                               "(or the base model's when there is no champion).")],
+                                               "(or the base model's when there is no champion) and its answers "
+                                               "are attributed to the author at least as often.")],
     description="The challenger against the champion (or base model) on the held-out documents: "
-                "perplexity, style similarity, answer length. Table evaluations + MLflow.",
+                "perplexity, authorship attribution share, Burrows' Delta, answer length, topical similarity. "
+                "Table evaluations + MLflow.",
 )
 def twin_eval(
     context: dg.AssetExecutionContext,
@@ -136,39 +141,71 @@ def twin_eval(
         reference = (f"champion v{champion.version}", str(local_model_folder(settings, champion.source, name, str(champion.version))))
     dataset_fingerprint = challenger.tags.get("dataset_fingerprint", "")
     store = training.artifact_store(s3)
-    examples = load_examples(store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}"), config.max_examples)
+    dataset_dir = store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}")
+    examples = load_examples(dataset_dir)
+    eval_settings = EvalSettings(max_examples=config.max_examples, generation_examples=config.generation_examples,
+                                 max_new_tokens=config.max_new_tokens)
+    with postgres.connection() as conn:
+        texts = training_texts(conn, dataset_dir, twin)
+    corpus = StyleCorpus(twin, texts, generic_prompts(load_examples(dataset_dir, split="train"), eval_settings.generation_examples))
+    policy = GatePolicy(style=config.gate_on_style, attribution_tolerance=config.attribution_tolerance)
+    embedder = embedding_model.embedder()
+
+    def sources_for(instruction: str) -> list[str]:
+        with postgres.connection() as conn:
+            return [hit.text for hit in search_chunks(conn, embedder, instruction, twin=twin, k=3)]
+
     report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
-                      embedding_model.embedder(),
-                      EvalSettings(max_examples=config.max_examples, generation_examples=config.generation_examples,
-                                   max_new_tokens=config.max_new_tokens))
+                      corpus, embedder, eval_settings, policy, sources_for)
     summary = {
         "eval_perplexity": report.challenger.perplexity, "eval_reference_perplexity": report.reference.perplexity,
-        "eval_base_perplexity": report.base.perplexity, "eval_style_similarity": report.challenger.style_similarity or 0.0,
-        "eval_mean_answer_words": report.challenger.mean_answer_words or 0.0,
+        "eval_base_perplexity": report.base.perplexity,
+        "eval_attribution_share": report.challenger.attribution_share,
+        "eval_reference_attribution_share": report.reference.attribution_share,
+        "eval_base_attribution_share": report.base.attribution_share,
+        "eval_delta": report.challenger.delta, "eval_base_delta": report.base.delta,
+        "eval_topical_similarity": report.challenger.topical_similarity,
+        "eval_grounding": report.challenger.grounding, "eval_base_grounding": report.base.grounding,
+        "eval_mean_answer_words": report.challenger.mean_answer_words,
     }
-    for key, value in summary.items():
-        client.log_metric(challenger.run_id, key, float(value))
+    figures = {key: float(value) for key, value in summary.items() if value is not None}
+    for key, value in figures.items():
+        client.log_metric(challenger.run_id, key, value)
     client.log_text(challenger.run_id, report.markdown(), "evaluation/report.md")
+    client.log_dict(challenger.run_id, report.as_dict(), "evaluation/report.json")
     client.set_model_version_tag(name, challenger.version, "eval_perplexity", f"{report.challenger.perplexity:.4f}")
+    client.set_model_version_tag(name, challenger.version, "eval_gate", report.reason)
     with postgres.connection() as conn:
         conn.execute(
             """INSERT INTO evaluations (registered_model, version, twin, dataset_fingerprint, reference, examples,
-                   perplexity, reference_perplexity, base_perplexity, style_similarity, reference_style_similarity,
-                   mean_answer_words, promoted, reason, report)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   perplexity, reference_perplexity, base_perplexity, topical_similarity, reference_topical_similarity,
+                   mean_answer_words, attribution_share, reference_attribution_share, base_attribution_share,
+                   delta, reference_delta, base_delta, style_measurable, generation_examples, promoted, reason, report)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (name, int(challenger.version), twin, dataset_fingerprint, report.reference.label, report.examples,
              report.challenger.perplexity, report.reference.perplexity, report.base.perplexity,
-             report.challenger.style_similarity, report.reference.style_similarity, report.challenger.mean_answer_words,
-             report.promoted, report.reason, json.dumps(report.as_dict())),
+             report.challenger.topical_similarity, report.reference.topical_similarity, report.challenger.mean_answer_words,
+             report.challenger.attribution_share, report.reference.attribution_share, report.base.attribution_share,
+             report.challenger.delta, report.reference.delta, report.base.delta, report.style_measurable,
+             report.generation_examples, report.promoted, report.reason, json.dumps(report.as_dict())),
         )
     return dg.MaterializeResult(
         metadata={"report": dg.MetadataValue.md(report.markdown()), "version": int(challenger.version),
-                  "reference": report.reference.label, "promoted": report.promoted,
-                  **{key: round(float(value), 4) for key, value in summary.items()}},
+                  "reference": report.reference.label, "promoted": report.promoted, "reason": report.reason,
+                  "style_measurable": report.style_measurable, "style_note": report.style_note,
+                  "gate_policy": dg.MetadataValue.json(report.policy),
+                  "generation_examples": report.generation_examples,
+                  "held_out_prompt": report.prompts[0] if report.prompts else "",
+                  "challenger_answer": _first_answer(report.challenger), "base_answer": _first_answer(report.base),
+                  **{key: round(value, 4) for key, value in figures.items()}},
         check_results=[dg.AssetCheckResult(
             check_name="beats_champion", passed=report.promoted, severity=dg.AssetCheckSeverity.ERROR,
             description=report.reason, metadata={"reason": report.reason, "version": int(challenger.version)})],
     )
+
+
+def _first_answer(figures) -> str:
+    return figures.answers[0] if figures.answers else ""
 
 
 @dg.asset(

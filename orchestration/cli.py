@@ -16,6 +16,7 @@ from twin.database import connect, database_url, embedded_postgres_dir, set_embe
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
+from twin.grounding import CITATION_THRESHOLD
 from twin.raw_store import ImportSummary, list_twins
 from twin.search import SearchHit, no_results_reason, search_chunks
 from twin.sources.batch import store_batch
@@ -271,7 +272,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         twin = _known_twin(conn, args.twin)
         rows = conn.execute(
             """SELECT m.version, m.profile, m.train_steps, m.train_loss, left(m.dataset_fingerprint, 16), m.created_at,
-                      e.perplexity, e.reference, e.reference_perplexity, e.style_similarity, e.promoted,
+                      e.perplexity, e.reference, e.reference_perplexity, e.attribution_share,
+                      e.reference_attribution_share, e.delta, e.promoted,
                       EXISTS (SELECT 1 FROM promotions p WHERE p.registered_model = m.registered_model AND p.version = m.version)
                FROM model_versions m
                LEFT JOIN LATERAL (SELECT * FROM evaluations e WHERE e.registered_model = m.registered_model
@@ -284,10 +286,15 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     aliases = _aliases(settings, twin)
     print(f"{registered_model_name(twin)} (MLflow registry)")
-    print(f"{'version':>7}  {'aliases':<20} {'profile':<9} {'steps':>5} {'loss':>6}  {'dataset':<16}  {'ppl':>7}  vs {'reference':<14} {'ppl':>7}  {'style':>5}")
-    for version, profile, steps, loss, dataset, _, ppl, reference, ref_ppl, style, _, _ in rows:
+    print(f"{'version':>7}  {'aliases':<20} {'profile':<9} {'steps':>5} {'loss':>6}  {'dataset':<16}  {'ppl':>7} {'author':>6} "
+          f"{'delta':>6}  vs {'reference':<14} {'ppl':>7} {'author':>6}  gate")
+    for version, profile, steps, loss, dataset, _, ppl, reference, ref_ppl, share, ref_share, delta, promoted, _ in rows:
+        gate = "-" if promoted is None else ("passed" if promoted else "refused")
         print(f"{version:>7}  {','.join(aliases.get(str(version), [])) or '-':<20} {profile:<9} {steps:>5} "
-              f"{(loss or 0):>6.3f}  {dataset:<16}  {_num(ppl):>7}  vs {reference or '-':<14} {_num(ref_ppl):>7}  {_num(style, 3):>5}")
+              f"{(loss or 0):>6.3f}  {dataset:<16}  {_num(ppl):>7} {_pct(share):>6} {_num(delta, 3):>6}  vs "
+              f"{reference or '-':<14} {_num(ref_ppl):>7} {_pct(ref_share):>6}  {gate}")
+    print("author: share of held-out answers attributed to the author (- when not measurable); "
+          "delta: Burrows' Delta to the author's held-out text (lower is closer)")
     return 0
 
 
@@ -308,6 +315,10 @@ def _aliases(settings: Settings, twin: str) -> dict[str, list[str]]:
 
 def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
@@ -356,6 +367,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(result.answer or "(the model returned no text)")
     print()
+    if result.grounded is not None:
+        grounded = result.grounded
+        supported = sum(1 for sentence in grounded.sentences if sentence.supported)
+        print(f"grounding: {supported} of {len(grounded.sentences)} sentences supported by a cited source "
+              f"({grounded.grounding:.0%}; citation threshold {CITATION_THRESHOLD} cosine)")
     version = f" v{result.model_version}" if result.model_version else ""
     print(f"sources ({result.model_name}{version}, {result.backend}):")
     if not result.sources:
@@ -451,6 +467,8 @@ def _serve_once(settings: Settings, question: str, twin: str) -> int:
         body = response.json()
         print(f"POST {url} -> 200 ({body['model']} v{body['model_version']}, {body['backend']})")
         print(body["answer"].strip() or "(the model returned no text)")
+        if body.get("citations"):
+            print(f"grounding: {body['citations']['grounding']:.0%} of sentences supported by a cited source")
         for source in body["sources"]:
             print(f"  [{source['number']}] {source['title']} - {source['author']} ({source['category']}) {source['url']}")
     finally:

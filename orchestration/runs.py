@@ -169,6 +169,10 @@ class TrainingOutcome:
             lines.append("nothing to train: this dataset version was already trained with these settings")
         if evaluation:
             lines.append(str(evaluation.get("report", "")))
+            if evaluation.get("held_out_prompt"):
+                lines.append(f"held-out prompt: {evaluation['held_out_prompt']}")
+                lines.append(f"  base model:  {_one_line(evaluation.get('base_answer'))}")
+                lines.append(f"  challenger:  {_one_line(evaluation.get('challenger_answer'))}")
         if champion:
             lines.append(f"champion: {champion.get('registered_model')} v{champion.get('champion_version')}")
         elif self.gate_failed:
@@ -176,8 +180,15 @@ class TrainingOutcome:
         return lines
 
 
-def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None) -> TrainingOutcome:
-    """Run train_twin_job for one twin, in this process, recorded on the instance."""
+def _one_line(text: object, limit: int = 300) -> str:
+    flat = " ".join(str(text or "").split()) or "(empty answer)"
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_steps: int | None = None,
+               evaluation: dict[str, object] | None = None) -> TrainingOutcome:
+    """Run train_twin_job for one twin, in this process, recorded on the instance; `evaluation`
+    is evaluation/twin_eval's run config (EvaluationConfig) when not the default."""
     from orchestration.definitions import build_definitions
 
     instance = dagster_instance(settings)
@@ -189,6 +200,8 @@ def train_twin(settings: Settings, twin: str, profile: str = "cpu-demo", max_ste
     # errors only on the console: skips are reported from the run's events below
     run_config = {**_QUIET_CONSOLE,
                   "ops": {"models__twin_adapter": {"config": {"profile": profile, "max_steps": max_steps}}}}
+    if evaluation:
+        run_config["ops"]["evaluation__twin_eval"] = {"config": evaluation}
     result = job.execute_in_process(partition_key=twin, instance=instance, raise_on_error=False, run_config=run_config,
                                     tags=run_tags())
     outcome = TrainingOutcome(twin=twin, success=result.success, run_id=result.run_id)

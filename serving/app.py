@@ -135,10 +135,11 @@ class Outcome:
     status: str = "ok"
     error: str | None = None
     stopped: bool = False  # ended by a stop sequence
+    served: str | None = None  # the answer as served (RagService.finish): sentence-ended, cited
 
     @property
     def text(self) -> str:
-        return "".join(self.pieces).strip()
+        return self.served if self.served is not None else "".join(self.pieces).strip()
 
 
 class GenerationTimeout(Exception):
@@ -357,13 +358,14 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
                     except (GenerationTimeout, TwinError):
                         yield _sse({"type": "error", "message": outcome.error})
                     else:
-                        yield _sse({"type": "done", "answer": outcome.text})
+                        yield _sse({"type": "done", "answer": outcome.text, "citations": _citations(prepared)})
 
                 return StreamingResponse(events(), media_type="text/event-stream",
                                          background=BackgroundTask(ticket.release),
                                          headers={"Cache-Control": "no-cache", "X-Request-Id": prepared.request_id})
             outcome = await _complete(runtime, prepared, ticket, max_tokens, body.temperature, request)
-            return JSONResponse({**head, "answer": outcome.text, "usage": _usage(prepared, outcome)})
+            return JSONResponse({**head, "answer": outcome.text, "citations": _citations(prepared),
+                                 "usage": _usage(prepared, outcome)})
 
         @app.get("/", include_in_schema=False)
         async def chat_page() -> FileResponse:
@@ -697,7 +699,10 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
         cancel.set()
         ticket.release()
         elapsed = time.perf_counter() - started
-        runtime.service.finish(prepared, outcome.text, outcome.status, outcome.error, elapsed * 1000)
+        outcome.served = runtime.service.finish(prepared, outcome.text, outcome.status, outcome.error, elapsed * 1000,
+                                                max_tokens)
+        if prepared.grounded is not None:
+            runtime.metrics.answer_grounding.observe(prepared.grounded.grounding)
         tokens = prepared.log.completion_tokens or 0
         runtime.metrics.generated_tokens.labels(backend.name).inc(tokens)
         if tokens and elapsed > 0:
@@ -739,6 +744,9 @@ def _finish_reason(prepared: PreparedRequest, outcome: Outcome, max_tokens: int)
     if outcome.stopped:
         return "stop"
     return "length" if _completion_tokens(prepared, outcome) >= max_tokens else "stop"
+def _citations(prepared: PreparedRequest) -> dict[str, object] | None:
+    """Per-sentence citations and the grounding figure of a retrieval answer."""
+    return prepared.grounded.as_json() if prepared.grounded is not None else None
 
 
 def _completion_tokens(prepared: PreparedRequest, outcome: Outcome) -> int:

@@ -25,6 +25,9 @@ class Metrics:
         self.tokens_per_second = Histogram(
             "twin_generation_tokens_per_second", "Generation speed per request", ["backend"],
             registry=self.registry, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+        self.answer_grounding = Histogram(
+            "twin_answer_grounding", "Share of a retrieval answer's sentences supported by a cited chunk",
+            registry=self.registry, buckets=(0.0, 0.25, 0.5, 0.75, 0.99, 1.0))
         self.queue_depth = Gauge(
             "twin_generation_queue_depth", "Requests running or waiting for a generation slot",
             registry=self.registry)

@@ -42,6 +42,7 @@ class PromptLog:
     generation_ms: float | None = None
     total_ms: float | None = None
     api_key_id: str | None = None  # which API key asked (its hash id, never the key)
+    grounding: float | None = None  # share of answer sentences supported by a cited chunk (retrieval answers)
     started_ns: int = field(default_factory=time.time_ns)
 
 
@@ -131,7 +132,8 @@ class Monitor:
         span = mlflow.start_span_no_context(
             name="generation", span_type="LLM", parent_span=root, start_time_ns=cursor,
             inputs={"prompt": entry.prompt, "variables": entry.prompt_variables},
-            attributes={"prompt_tokens": entry.prompt_tokens or 0, "completion_tokens": entry.completion_tokens or 0})
+            attributes={"prompt_tokens": entry.prompt_tokens or 0, "completion_tokens": entry.completion_tokens or 0,
+                        "grounding": entry.grounding if entry.grounding is not None else -1.0})
         span.set_outputs({"answer": entry.answer})
         span.end(end_time_ns=cursor + int((entry.generation_ms or 0) * 1e6))
         if entry.status != "ok":

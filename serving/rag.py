@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from serving import prompts
+from serving import citations, prompts
 from serving.backends.base import Message
 from serving.config import ServingConfig
 from serving.models import LoadedModel, ModelManager, ModelUnavailable
@@ -34,6 +34,7 @@ from twin.database import connect, database_url
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
+from twin.grounding import GroundedAnswer
 from twin.settings import Settings
 
 TWINS_TTL_S = 10.0
@@ -76,6 +77,7 @@ class PreparedRequest:
     retrieval: Retrieval | None
     log: PromptLog
     started: float = field(default_factory=time.perf_counter)
+    grounded: GroundedAnswer | None = None  # set by RagService.finish for a retrieval answer
 
     @property
     def sources(self) -> list[Source]:
@@ -91,11 +93,13 @@ class RagAnswer:
     model_version: str | None
     backend: str
     request_id: str
+    grounded: GroundedAnswer | None = None
 
     def as_json(self) -> dict[str, object]:
         return {"answer": self.answer, "sources": [source.as_json() for source in self.sources],
                 "twin": self.twin, "model": self.model_name, "model_version": self.model_version,
-                "backend": self.backend, "request_id": self.request_id}
+                "backend": self.backend, "request_id": self.request_id,
+                "citations": self.grounded.as_json() if self.grounded else None}
 
 
 class RagService:
@@ -261,16 +265,25 @@ class RagService:
         return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
 
     def finish(self, prepared: PreparedRequest, answer: str, status: str, error: str | None,
-               generation_ms: float) -> None:
+               generation_ms: float, max_tokens: int | None = None) -> str:
+        """Log the request; returns the answer as served: ended at a sentence when generation hit
+        `max_tokens`, cited inline per sentence when it was answered from retrieved chunks."""
         entry = prepared.log
+        entry.completion_tokens = prepared.loaded.backend.count_tokens(answer) if answer else 0
+        if status == "ok":
+            answer = citations.finished_text(answer, max_tokens is not None and entry.completion_tokens >= max_tokens)
+            if prepared.retrieval is not None:
+                prepared.grounded = citations.cite(answer, prepared.retrieval.context,
+                                                   load_embedder(self.settings.embedding_model))
+                answer, entry.grounding = prepared.grounded.text, round(prepared.grounded.grounding, 4)
         entry.answer = answer
         entry.status = status
         entry.error = error
-        entry.completion_tokens = prepared.loaded.backend.count_tokens(answer) if answer else 0
         entry.generation_ms = round(generation_ms, 2)
         entry.total_ms = round((time.perf_counter() - prepared.started) * 1000, 2)
         if self.monitor is not None:
             self.monitor.record(entry)
+        return answer
 
     def close(self) -> None:
         with self._pool_lock:
@@ -303,13 +316,13 @@ def answer_question(
         except ModelUnavailable as error:
             raise error.error from error
         started = time.perf_counter()
+        limit = max_tokens or config.default_max_tokens
         answer = "".join(prepared.loaded.backend.stream(
-            prepared.messages, max_tokens=max_tokens or config.default_max_tokens, temperature=0.0,
-            cancel=threading.Event())).strip()
-        service.finish(prepared, answer, "ok", None, (time.perf_counter() - started) * 1000)
+            prepared.messages, max_tokens=limit, temperature=0.0, cancel=threading.Event())).strip()
+        answer = service.finish(prepared, answer, "ok", None, (time.perf_counter() - started) * 1000, limit)
         model = prepared.loaded.model
         return RagAnswer(answer, prepared.sources, slug, model.name, model.version,
-                         prepared.loaded.backend.name, prepared.request_id)
+                         prepared.loaded.backend.name, prepared.request_id, prepared.grounded)
     finally:
         monitor.close()
         service.close()

@@ -58,8 +58,8 @@ def insert_training_and_traffic_rows(conn: psycopg.Connection) -> None:
         ):
             conn.execute(
                 """INSERT INTO evaluations (registered_model, version, twin, dataset_fingerprint, reference,
-                       examples, perplexity, reference_perplexity, base_perplexity, style_similarity,
-                       reference_style_similarity, mean_answer_words, promoted, reason, report, evaluated_at)
+                       examples, perplexity, reference_perplexity, base_perplexity, topical_similarity,
+                       reference_topical_similarity, mean_answer_words, promoted, reason, report, evaluated_at)
                    VALUES (%s, %s, %s, 'i' || %s, %s, 3, %s, %s, 25.0, 0.61, 0.55, 48.0, %s, %s, '{}', %s)""",
                 (MODEL, version, TWIN, version, reference, perplexity, reference_perplexity, promoted,
                  "lower perplexity" if promoted else "perplexity worse than the champion", evaluated),

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.artifacts import ArtifactStore
-from training.dataset_versions import NotEnoughData, build_instruct_dataset, check_dataset
+from training.dataset_versions import NotEnoughData, build_instruct_dataset, check_dataset, load_snapshot
 from training.instructions import LLMEndpoint, LLMInstructionGenerator, OfflineInstructionGenerator, parse_instruction
 from training.passages import SourceDocument, split_passages
 from twin.features import clean_documents
@@ -55,7 +55,7 @@ def test_split_is_by_document_and_every_check_passes(conn, tmp_path: Path) -> No
     test = pq.read_table(version.local_dir / "test.parquet").to_pylist()
     assert {r["document_id"] for r in train}.isdisjoint({r["document_id"] for r in test})
     assert len({r["document_id"] for r in test}) == version.test_documents
-    assert all(r["messages"][1]["content"] == r["output"] for r in train + test)  # the author's own words
+    assert all(r["messages"][-1]["content"] == r["output"] for r in train + test)  # the author's own words
     splits = dict(conn.execute("SELECT split, count(*) FROM dataset_documents GROUP BY split").fetchall())
     assert splits == {"train": version.documents - version.test_documents, "test": version.test_documents}
     assert all(check.passed for check in check_dataset(version.local_dir)), check_dataset(version.local_dir)
@@ -69,7 +69,7 @@ def test_checks_catch_leakage_duplicates_and_empty_answers(conn, tmp_path: Path)
 
     train = pq.read_table(version.local_dir / "train.parquet").to_pylist()
     test = pq.read_table(version.local_dir / "test.parquet").to_pylist()
-    broken = train + [test[0], train[0], {**train[1], "output": " ", "messages": [train[1]["messages"][0], {"role": "assistant", "content": ""}]}]
+    broken = train + [test[0], train[0], {**train[1], "output": " ", "messages": [*train[1]["messages"][:2], {"role": "assistant", "content": ""}]}]
     Dataset.from_list(broken).to_parquet(str(version.local_dir / "train.parquet"))
     failed = {check.name for check in check_dataset(version.local_dir) if not check.passed}
     assert failed == {"no_train_test_leakage", "no_duplicate_pairs", "no_empty_fields"}
@@ -87,15 +87,55 @@ def test_a_twin_with_too_little_text_is_skipped_with_the_reason(conn, tmp_path: 
     assert conn.execute("SELECT count(*) FROM dataset_versions").fetchone()[0] == 0
 
 
-def test_offline_instructions_use_title_heading_and_key_phrases() -> None:
-    document = SourceDocument(1, "https://x/a", "Partitioning a Two-Billion-Row Table", "article", "medium",
-                              "## Why partition at all\n\n" + "Range partitioning by month keeps the orders table fast. " * 12,
-                              "h")
-    passages = split_passages(document)
-    instruction = OfflineInstructionGenerator().instruction_for(passages[0])
-    assert passages[0].heading == "Why partition at all"
-    assert "Partitioning a Two-Billion-Row Table" in instruction or "Why partition at all" in instruction
-    assert "partitioning" in instruction.lower() or "orders" in instruction.lower()
+def test_offline_instructions_use_heading_and_key_phrases() -> None:
+    text = "Range partitioning by month keeps the orders table fast. " * 12
+    generator = OfflineInstructionGenerator()
+    for heading in ("Why partition at all", "Results"):
+        document = SourceDocument(1, "https://x/a", "Partitioning a Two-Billion-Row Table", "article", "medium",
+                                  f"## {heading}\n\n{text}", "h")
+        passage = split_passages(document)[0]
+        kind, instruction = generator.instruction_with_kind(passage)
+        assert passage.heading == heading and kind in {"question", "continuation", "rewrite"}
+        if kind == "question" and heading.startswith("Why"):
+            assert instruction == "Why partition at all?"  # a heading that is a question is the question
+        else:
+            assert "partitioning" in instruction.lower() or "orders" in instruction.lower()
+
+
+def test_offline_instructions_are_mostly_reader_questions_deterministically(conn, tmp_path: Path) -> None:
+    import_twin(conn, "maya-lindqvist")
+    version = build_instruct_dataset(conn, "maya-lindqvist", OfflineInstructionGenerator(),
+                                     ArtifactStore(str(tmp_path), tmp_path / "c"), progress=False)
+    rows = pq.read_table(version.local_dir / "train.parquet").to_pylist()
+    mix = json.loads((version.local_dir / "manifest.json").read_text())["instruction_mix"]
+    assert mix == version.instruction_mix and sum(mix.values()) == version.train_rows + version.test_rows
+    prose = sum(count for kind, count in mix.items() if kind != "code")
+    assert 0.6 <= mix["question"] / prose <= 0.9  # questions first, continuation and rewrite kept as a minority
+    assert mix["continuation"] + mix["rewrite"] > 0
+    questions = [row["instruction"] for row in rows if row["instruction_kind"] == "question"]
+    assert all(question.endswith("?") for question in questions)
+    assert any(question.startswith("How do I ") for question in questions)
+    assert not any("discuss" in question for question in questions)
+    # deterministic: a second generator writes the same instructions for the same passages
+    passages = [p for d in load_snapshot(conn, "maya-lindqvist") for p in split_passages(d)]
+    first = [(i.kind, i.instruction) for i in OfflineInstructionGenerator().generate(passages).instructions]
+    assert first == [(i.kind, i.instruction) for i in OfflineInstructionGenerator().generate(passages).instructions]
+
+
+def test_the_training_data_has_the_system_prompt_serving_answers_with(conn, tmp_path: Path) -> None:
+    from serving.prompts import plain_messages, rag_messages
+    from training.evaluation import load_examples
+
+    import_twin(conn, "priya-raman")
+    version = build_instruct_dataset(conn, "priya-raman", OfflineInstructionGenerator(),
+                                     ArtifactStore(str(tmp_path), tmp_path / "c"), progress=False)
+    author = conn.execute("SELECT DISTINCT author FROM cleaned_documents WHERE twin = 'priya-raman'").fetchone()[0]
+    rows = pq.read_table(version.local_dir / "train.parquet").to_pylist()
+    systems = {row["messages"][0]["content"] for row in rows}
+    served = plain_messages(author, [{"role": "user", "content": "How do you plan a sprint?"}])[0]
+    assert systems == {served["content"]} and served["role"] == "system" and author in served["content"]
+    assert rag_messages(author, "[1] a source", "How do you plan a sprint?")[0]["content"].startswith(served["content"])
+    assert load_examples(version.local_dir)[0].prompt[0] == {"role": "system", "content": served["content"]}  # evaluation too
 
 
 class _FlakyEndpoint(BaseHTTPRequestHandler):

@@ -171,6 +171,34 @@ def test_prompt_logs_rows_and_mlflow_traces_are_written(server: RunningServer) -
     assert len(spans["retrieval"].outputs) == len(row["retrieved_chunk_ids"])
 
 
+def test_rag_answers_end_at_a_sentence_with_per_sentence_citations(server: RunningServer) -> None:
+    response = rag(server, query=CITED[0][0], twin="maya-lindqvist", max_tokens=40)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    answer, citations = body["answer"], body["citations"]
+    assert answer == "" or answer.endswith(("…", ".", "!", "?", '"', "'", ")", "]", "`"))  # never mid-word
+    numbers = {source["number"] for source in body["sources"]}
+    sentences = citations["sentences"]
+    for sentence in sentences:
+        assert set(sentence["citations"]) <= numbers  # never a source that does not exist
+        assert all(f"[{n}]" in sentence["text"] for n in sentence["citations"])
+        if sentence["attached"]:
+            assert sentence["similarity"] >= citations["threshold"]
+    supported = sum(1 for sentence in sentences if sentence["supported"])
+    assert citations["grounding"] == pytest.approx(supported / len(sentences) if sentences else 0.0, abs=1e-4)
+    assert " ".join(sentence["text"] for sentence in sentences) == answer
+    assert prompt_log(server, body["request_id"])["grounding"] == pytest.approx(citations["grounding"], abs=1e-4)
+
+    with httpx.stream("POST", f"{server.url}/v1/rag", timeout=120, json={
+            "query": CITED[0][0], "twin": "maya-lindqvist", "max_tokens": 40, "stream": True}) as stream:
+        events = [json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:")]
+    done = events[-1]
+    assert done["type"] == "done" and done["citations"]["grounding"] == pytest.approx(citations["grounding"], abs=1e-4)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=60).text
+    count = [line for line in metrics.splitlines() if line.startswith("twin_answer_grounding_count")]
+    assert count and float(count[0].split()[-1]) >= 2
+
+
 def test_client_disconnect_mid_stream_stops_generation(server: RunningServer) -> None:
     body = {"query": "Write a long essay about everything you know about Postgres.", "twin": "maya-lindqvist",
             "stream": True, "max_tokens": 200}

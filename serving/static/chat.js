@@ -68,6 +68,19 @@ function showSources(list, sources) {
   }
 }
 
+// The final answer replaces the streamed tokens: ended at a sentence, with an inline [n] on each
+// sentence a source supports, and the share of supported sentences underneath.
+function showAnswer(view, message) {
+  view.answer.textContent = message.answer;
+  if (!message.citations) return;
+  const line = document.createElement("div"); line.className = "grounding";
+  const sentences = message.citations.sentences;
+  const supported = sentences.filter((sentence) => sentence.supported).length;
+  line.textContent = `${supported} of ${sentences.length} sentences supported by a cited source ` +
+    `(grounding ${Math.round(message.citations.grounding * 100)}%)`;
+  view.answer.after(line);
+}
+
 document.getElementById("ask").addEventListener("submit", async (event) => {
   event.preventDefault();
   const question = document.getElementById("question").value.trim();
@@ -95,6 +108,7 @@ document.getElementById("ask").addEventListener("submit", async (event) => {
         const message = JSON.parse(line.slice(5));
         if (message.type === "sources") showSources(view.sources, message.sources);
         else if (message.type === "token") view.answer.textContent += message.text;
+        else if (message.type === "done") showAnswer(view, message);
         else if (message.type === "error") throw new Error(message.message);
       }
     }
