@@ -119,6 +119,8 @@ class OfflineInstructionGenerator:
             return f"How do I {rest[3:]}?"  # "How to read EXPLAIN" -> "How do I read EXPLAIN?"
         if first.lower() in _QUESTION_WORDS and rest.split(" ", 1)[0].lower() in _AUXILIARIES:
             return heading + "?"  # "Why is it slow" -> "Why is it slow?"
+        if first.lower() == "why" and len(rest.split()) >= 2:
+            return heading + "?"  # "Why partition at all" -> "Why partition at all?"
         text = passage.text
         steps = _how_to_sentences(text)
         if steps and variant % 3 != 2:
