@@ -512,11 +512,10 @@ def _stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
 
 def _embed_queries(runtime: Runtime, texts: list[str]) -> list[list[float]]:
     """The same query encoder as search (clean_prose, then the platform's embedding model)."""
-    from twin.analyst import query_embedding
+    from twin.analyst import query_embeddings
     from twin.embedding import load_embedder
 
-    embedder = load_embedder(runtime.settings.embedding_model)
-    return [query_embedding(embedder, text) for text in texts]
+    return query_embeddings(load_embedder(runtime.settings.embedding_model), texts)
 
 
 def _base64_floats(vector: list[float]) -> str:

@@ -73,10 +73,15 @@ def dbt_environment(url: str) -> dict[str, str]:
 
 def query_embedding(embedder: Embedder, text: str) -> list[float]:
     """The vector `twin search` would use for `text`: same cleaning, same model."""
-    cleaned = clean_prose(text)
-    if not cleaned:
+    return query_embeddings(embedder, [text])[0]
+
+
+def query_embeddings(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """`query_embedding` for many texts, encoded in one batch."""
+    cleaned = [clean_prose(text) for text in texts]
+    if not all(cleaned):
         raise TwinError("The text to embed is empty.", 'pass some words, e.g. twin embed "postgres bloat".')
-    return [float(value) for value in embedder.encode([cleaned])[0]]
+    return [[float(value) for value in vector] for vector in embedder.encode(cleaned)]
 
 
 def vector_literal(vector: list[float]) -> str:

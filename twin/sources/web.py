@@ -322,21 +322,14 @@ class Fetcher:
             raise FetchError(f"{cap} (Content-Length {int(declared):,} bytes)", response.status_code)
         chunks: list[bytes] = []
         size = 0
-        try:
-            for chunk in _chunks_until(response, deadline, self._clock, self.settings.timeout_s):
-                size += len(chunk)
-                if size > max_bytes and cut:
-                    chunks.append(chunk[: max_bytes - size])
-                    break
-                if size > max_bytes:
-                    raise FetchError(cap, response.status_code)
-                chunks.append(chunk)
-                if self._clock() > deadline:  # a server dripping bytes must not hold us forever
-                    raise _Transient(f"timed out after {self.settings.timeout_s:g} s reading the page")
-        except requests.RequestException as exc:
-            if "timed out" in str(exc):  # requests reports a read timeout mid-body as a ConnectionError
-                raise _Transient(f"timed out after {self.settings.timeout_s:g} s reading the page") from None
-            raise _Transient(f"connection broke while reading the page: {_network_error(exc)}") from None
+        for chunk in _chunks_until(response, deadline, self._clock, self.settings.timeout_s):
+            size += len(chunk)
+            if size > max_bytes and cut:
+                chunks.append(chunk[: max_bytes - size])
+                break
+            if size > max_bytes:
+                raise FetchError(cap, response.status_code)
+            chunks.append(chunk)
         return b"".join(chunks)
 
 
