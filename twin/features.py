@@ -181,16 +181,20 @@ def chrome_by_family(conn: psycopg.Connection, twin: str) -> dict[str, int]:
     return {family: int(lines) for family, lines in rows}
 
 
+# What "still to do" means for the chunk and embed steps; the steps and features_pending share it.
+_UNCHUNKED = """c.twin = %(twin)s AND NOT EXISTS (
+    SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
+    AND k.document_hash = c.content_hash AND k.chunker = %(chunker)s)"""
+_UNEMBEDDED = "twin = %(twin)s AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s)"
+
+
 def features_pending(conn: psycopg.Connection, twin: str, model_id: str, chunker: str) -> int:
     """Work any feature step of `twin` still has: documents to clean, cleaned documents to chunk
     (with `chunker`), chunks to embed (with `model_id`). 0 means a run would change nothing."""
     return cleaning_pending(conn, twin) + _count(
         conn,
-        """SELECT (SELECT count(*) FROM cleaned_documents c WHERE c.twin = %(twin)s AND NOT EXISTS (
-                       SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
-                       AND k.document_hash = c.content_hash AND k.chunker = %(chunker)s))
-                + (SELECT count(*) FROM chunks WHERE twin = %(twin)s
-                   AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s))""",
+        f"""SELECT (SELECT count(*) FROM cleaned_documents c WHERE {_UNCHUNKED})
+                 + (SELECT count(*) FROM chunks WHERE {_UNEMBEDDED})""",
         {"twin": twin, "chunker": chunker, "model": model_id},
     )
 
@@ -208,15 +212,11 @@ def chunk_documents(
     with conn.transaction():
         _lock_twin_step(conn, "chunk", twin)
         pending = conn.execute(
-            """SELECT c.document_id, c.category, c.url, c.title, c.author, c.published_at,
+            f"""SELECT c.document_id, c.category, c.url, c.title, c.author, c.published_at,
                       c.content, c.content_hash,
                       EXISTS (SELECT 1 FROM chunks k WHERE k.document_id = c.document_id)
-               FROM cleaned_documents c
-               WHERE c.twin = %s AND NOT EXISTS (
-                   SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
-                   AND k.document_hash = c.content_hash AND k.chunker = %s)
-               ORDER BY c.document_id""",
-            (twin, signature),
+               FROM cleaned_documents c WHERE {_UNCHUNKED} ORDER BY c.document_id""",
+            {"twin": twin, "chunker": signature},
         ).fetchall()
         counts.unchanged = _count(
             conn, "SELECT count(*) FROM cleaned_documents WHERE twin = %s", twin
@@ -278,10 +278,9 @@ def embed_chunks(
     """
     check_embedding_dimension(conn, embedder)
     rows = conn.execute(
-        """SELECT chunk_id, text, embedding_model IS NOT NULL FROM chunks
-           WHERE twin = %s AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %s)
-           ORDER BY length(text), chunk_id""",  # similar lengths per batch: little padding
-        (twin, embedder.model_id),
+        f"""SELECT chunk_id, text, embedding_model IS NOT NULL FROM chunks WHERE {_UNEMBEDDED}
+            ORDER BY length(text), chunk_id""",  # similar lengths per batch: little padding
+        {"twin": twin, "model": embedder.model_id},
     ).fetchall()
     total = _count(conn, "SELECT count(*) FROM chunks WHERE twin = %s", twin)
     counts = StepCounts(unchanged=total - len(rows))
