@@ -5,7 +5,10 @@ length), the grounding of one served answer, and the training minutes; into docs
 
 Run: .venv/bin/python bench/twin_quality.py [--profile gpu] [--twins maya-lindqvist]
      --home .twin: use a platform home that exists (what `make demo` left): a twin whose newest
-       dataset is already trained is not trained again, and its latest evaluation is reported
+       dataset is already trained is not trained again, and its latest evaluation is reported.
+       Results accumulate in <home>/twin-quality.json and the table shows every evaluation there,
+       so a second run on the same home with more steps (`--max-steps 48`) trains a new challenger
+       against the champion the first run promoted: base vs challenger vs champion.
      --quick: one twin, 2 steps, 8 answers per model (a check that the script works, ~6 min on 2 cores)
 """
 
@@ -25,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from bench.report import replace_section  # noqa: E402
 from bench.training import machine  # noqa: E402
 
-TWINS = ["maya-lindqvist", "priya-raman", "tomas-herrera"]
+TWINS = ["maya-lindqvist", "priya-raman", "tomas-herrera", "ines-varga"]
 
 
 def main() -> None:
@@ -54,16 +57,24 @@ def main() -> None:
     try:
         if twin(["import", str(SAMPLE_CORPUS)]) or twin(["materialize"]):
             raise SystemExit("importing or materializing the sample corpus failed")
-        results = []
+        store = home / "twin-quality.json"
+        saved: dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
         for name in twins:
             outcome = train_twin(settings, name, args.profile, args.max_steps, evaluation)
             if not outcome.success:
                 raise SystemExit(f"training {name} failed: {outcome.error}")
-            results.append(twin_result(settings, name))
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "report"}, indent=2))
+            if outcome.skipped:
+                print(f"{name}: not trained: {outcome.skipped}")
+                saved[f"{name} skipped"] = {"twin": name, "skipped": outcome.skipped}
+                store.write_text(json.dumps(saved, indent=1, default=str))
+                continue
+            result = twin_result(settings, name)
+            saved[f"{name} v{result['version']}"] = result
+            store.write_text(json.dumps(saved, indent=1, default=str))
+            print(json.dumps({k: v for k, v in result.items() if k != "report"}, indent=2))
     finally:
         stop_embedded_postgres(embedded_postgres_dir(home))
-    write_report(args.output, args, results)
+    write_report(args.output, args, [saved[key] for key in sorted(saved)])
 
 
 def twin_result(settings, twin: str) -> dict[str, object]:
@@ -73,14 +84,14 @@ def twin_result(settings, twin: str) -> dict[str, object]:
 
     with connect(database_url(settings)) as conn:
         row = conn.execute(
-            """SELECT e.report, m.train_steps, m.train_seconds, m.mlflow_run_id, m.profile FROM evaluations e
+            """SELECT e.report, m.train_steps, m.train_seconds, m.mlflow_run_id, m.profile, m.version FROM evaluations e
                JOIN model_versions m USING (registered_model, version)
                WHERE e.twin = %s ORDER BY e.id DESC LIMIT 1""", (twin,)).fetchone()
     if row is None:
         raise SystemExit(f"{twin} has no evaluation (too little text for a dataset?)")
-    report, steps, seconds, run_id, profile = row
+    report, steps, seconds, run_id, profile, version = row
     metrics = configure_mlflow(settings).get_run(run_id).data.metrics
-    return {"twin": twin, "report": report, "promoted": report["promoted"], "profile": profile, "steps": steps,
+    return {"twin": twin, "version": version, "report": report, "promoted": report["promoted"], "profile": profile, "steps": steps,
             "train_minutes": round(seconds / 60, 1), "first_loss": metrics.get("first_loss"),
             "last_loss": metrics.get("last_loss"), "grounding": served_grounding(settings, twin, report)}
 
@@ -104,6 +115,8 @@ def _cell(value: float | None, kind: str) -> str:
 def write_report(path: Path, args: argparse.Namespace, results: list[dict]) -> None:
     lines = ["| twin | model | perplexity ↓ | attributed to author ↑ | Delta to author ↓ | answer words | gate |",
              "|---|---|---:|---:|---:|---:|---|"]
+    skipped = [result for result in results if "skipped" in result]
+    results = [result for result in results if "skipped" not in result]
     for result in results:
         report = result["report"]
         models = [report["base"], report["challenger"]] + (
@@ -123,6 +136,9 @@ def write_report(path: Path, args: argparse.Namespace, results: list[dict]) -> N
                         f"{float(result['last_loss'] or 0):.3f} | {result['train_minutes']} | "
                         f"{report['generation_examples']} from {report['held_out_documents']} documents | "
                         f"{_cell(result['grounding'], 'share')} |")
+    notes = [f"- {result['twin']} v{result['version']}: {result['report'].get('style_note') or ''} "
+             f"{result['report'].get('reason') or ''}".rstrip() for result in results]
+    notes += [f"- {result['twin']}: not trained: {result['skipped']}" for result in skipped]
     mode = " (quick mode: 2 steps, 8 short answers; not a measurement)" if args.quick else ""
     section = f"""## Twin quality (`bench/twin_quality.py`, profile `{args.profile}`, {date.today().isoformat()}){mode}
 
@@ -137,6 +153,8 @@ author; Delta is Burrows' Delta over the 150 most frequent words to the author's
 {chr(10).join(lines)}
 
 {chr(10).join(training)}
+
+{chr(10).join(notes)}
 """
     replace_section(path, f"Twin quality (`bench/twin_quality.py`, profile `{args.profile}`", section)
 

