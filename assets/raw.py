@@ -17,7 +17,7 @@ from twin.settings import Settings
 from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl
 from twin.profiles import TwinProfile
-from twin.sources.registry import profile_fingerprint, read_source
+from twin.sources.kinds import profile_fingerprint, read_source
 
 
 class RawDocumentsConfig(dg.Config):

@@ -29,7 +29,8 @@ import psycopg  # noqa: E402
 
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.sources.articles import extract_article  # noqa: E402
-from twin.sources.web import CrawlSettings, crawl  # noqa: E402
+from twin.sources.crawl import crawl  # noqa: E402
+from twin.sources.fetcher import CrawlSettings  # noqa: E402
 
 PARAGRAPH = ("Small diffs are not about speed; they are about attention. When a change does one thing, the "
              "reviewer can ask the only question that matters: is this the right thing to do? ")

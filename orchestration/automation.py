@@ -10,7 +10,7 @@ from dagster_aws.s3 import S3Resource
 from assets.partitions import twin_partitions
 from orchestration.jobs import build_features_job
 from resources import ProfilesResource
-from twin.sources.registry import profile_fingerprint
+from twin.sources.kinds import profile_fingerprint
 
 RAW_DOCUMENTS = dg.AssetKey(["raw", "documents"])
 

@@ -204,7 +204,7 @@ def _report_import(settings: Settings, summaries: list[ImportSummary]) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.sources.web import crawl
+    from twin.sources.crawl import crawl
 
     with connect(database_url(settings)) as conn:
         summary = store_batch(conn, crawl(conn, args.url, args.twin),

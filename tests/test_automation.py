@@ -11,7 +11,7 @@ from resources import ProfilesResource
 from tests.conftest import Pipeline
 from twin.errors import TwinError
 from twin.profiles import load_profiles
-from twin.sources.registry import profile_fingerprint
+from twin.sources.kinds import profile_fingerprint
 
 
 def post(author: str, url: str, text: str) -> str:

@@ -115,7 +115,7 @@ def test_twin_import_detects_a_dump_and_jsonl_alike(database_url: str, tmp_path:
 
 def test_a_twin_profile_can_name_a_dump_as_its_source(conn: psycopg.Connection, tmp_path: Path) -> None:
     from twin.profiles import load_profiles
-    from twin.sources.registry import fingerprint_source, read_source
+    from twin.sources.kinds import fingerprint_source, read_source
 
     dump = write_dump(tmp_path / "dump", users=USERS, articles=ARTICLES, posts=POSTS)
     profiles = tmp_path / "twins.yaml"

@@ -18,13 +18,9 @@ import pytest
 from twin.documents import Category, RawDocument
 from twin.sources.articles import ExtractionError, extract_article
 from twin.sources.batch import SourceBatch, store_batch
-from twin.sources.web import (
-    DEFAULT_USER_AGENT,
-    CrawlSettings,
-    Fetcher,
-    HostRateLimiter,
-    crawl,
-)
+from twin.sources.crawl import crawl
+from twin.sources.fetcher import DEFAULT_USER_AGENT, CrawlSettings, Fetcher
+from twin.sources.rate_limit import HostRateLimiter
 from twin.sources.robots import RobotsRules
 from twin.sources.text import decode_bytes
 

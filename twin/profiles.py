@@ -25,9 +25,8 @@ import yaml
 
 from twin.documents import twin_slug
 from twin.errors import TwinError
+from twin.sources.kinds import SOURCE_KINDS
 
-SOURCE_KINDS = ("jsonl", "crawl", "git", "export", "s3", "mongodb", "warehouse")
-LOCAL_KINDS = ("jsonl", "export", "warehouse")  # paths resolved against the profile file's folder
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _source(path: Path, where: str, raw: object) -> SourceSpec:
                         "split it into one entry per source.")
     kind = kinds[0]
     location = str(raw[kind]).strip()
-    if kind in LOCAL_KINDS:
+    if SOURCE_KINDS[kind].local:  # a path, relative to this file
         location = str((path.parent / location).resolve())
     options = {key: str(value) for key, value in raw.items() if key != kind}
     return SourceSpec(kind=kind, location=location, options=options)

@@ -1,6 +1,6 @@
 """Reading crawled pages: an article's text and metadata, a feed's items, an archive's links.
 
-No fetching happens here (that is `twin/sources/web.py`); every function takes text already
+No fetching happens here (that is `twin/sources/fetcher.py`); every function takes text already
 downloaded. Article text comes out of the one converter (`twin/markup.py`) without the page's
 chrome lines (`twin.cleaning.strip_chrome`): the same text every other route gives.
 """
