@@ -7,6 +7,8 @@ On the sample corpus copied until it makes at least --min-chunks chunks:
   (d) binary COPY vs executemany insert rate for the same vectors.
 
 Run: .venv/bin/python bench/feature_pipeline.py   (or `make bench`)
+     --quick: one copy of the corpus, figures to a scratch file (what `make test` runs so the
+       script cannot rot; not a measurement)
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ import torch  # noqa: E402
 
 from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
-from resources import EmbeddingModelResource, PostgresResource  # noqa: E402
+from orchestration.definitions import build_definitions  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.documents import twin_slug  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
-from twin.settings import DEFAULT_EMBEDDING_MODEL  # noqa: E402
+from twin.settings import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 
@@ -47,10 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--min-chunks", type=int, default=5000)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--quick", action="store_true", help="one corpus copy; not a measurement")
     args = parser.parse_args()
+    if args.quick:
+        args.min_chunks = 0  # one copy of the corpus
 
     home = Path(tempfile.mkdtemp(prefix="twin-bench-"))
     url = start_embedded_postgres(embedded_postgres_dir(home))
+    os.environ.update({"TWIN_HOME": str(home), "DATABASE_URL": url, "TWIN_PROFILES": str(home / "twins.yaml")})
     try:
         figures = run(home, url, args.min_chunks)
     finally:
@@ -69,6 +75,8 @@ def run(home: Path, url: str, min_chunks: int) -> dict[str, object]:
     embedder.encode(["warm up the model once"])  # loading is not what we measure
 
     step_seconds: dict[str, float] = {}
+    # the platform's own wiring (orchestration/definitions.py), not a hand-made resource dict
+    resources = build_definitions(Settings.from_env()).resources
 
     def materialize_all() -> float:
         step_seconds.clear()
@@ -79,8 +87,7 @@ def run(home: Path, url: str, min_chunks: int) -> dict[str, object]:
                 result = dg.materialize(
                     [raw_documents, cleaned_documents, chunks, embeddings], partition_key=twin,
                     instance=instance, run_config=QUIET,
-                    resources={"postgres": PostgresResource(twin_home=str(home), database_url=url),
-                               "embedding_model": EmbeddingModelResource()},
+                    resources=resources,
                 )
                 assert result.success
                 for event in result.get_asset_materialization_events():

@@ -286,7 +286,10 @@ def test_the_cleaning_benchmark_in_quick_mode_meets_its_quality_targets(embedder
 def test_one_date_parser_reads_the_common_forms_and_names_what_it_cannot() -> None:
     from datetime import date
 
-    from twin.sources.jsonl import parse_published_at
+    from twin.sources.text import parse_date_field
+
+    def parse_published_at(value: object):
+        return parse_date_field("published_at", value)
 
     july = date(2024, 7, 13)
     for value in ("2024-07-13", "2024-07-13T09:30:00Z", "2024-07-13T09:30:00+02:00", "Sat, 13 Jul 2024 09:30:00 GMT",

@@ -10,7 +10,6 @@ from twin.documents import RawDocument
 from twin.settings import Settings
 from twin.urls import is_web_url, registrable_domain, url_problem
 
-
 @dataclass(frozen=True)
 class Rejection:
     """An input line that was refused, with the reason and the line itself."""
@@ -18,6 +17,25 @@ class Rejection:
     line_number: int
     reason: str
     line: str
+
+
+KEPT_ITEM_CHARS = 20_000  # a rejected item (a JSONL line, a url, a CSV row) is kept up to this for inspection
+
+
+def rejection(line_number: int, reason: str, item: str) -> Rejection:
+    """A rejection as stored: the item cut at KEPT_ITEM_CHARS, NUL bytes written as \\x00 (text columns)."""
+    item = item.rstrip("\n")
+    kept = item if len(item) <= KEPT_ITEM_CHARS else item[:KEPT_ITEM_CHARS] + " …[truncated]"
+    return Rejection(line_number, reason.replace("\x00", "\\x00"), kept.replace("\x00", "\\x00"))
+
+
+def size_problem(content: str, max_bytes: int) -> str | None:
+    """Why a document is too large to store, or None (the one size rule every source applies)."""
+    size = len(content.encode("utf-8"))
+    if size <= max_bytes:
+        return None
+    return (f"content is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; "
+            "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
 
 
 @dataclass
@@ -144,15 +162,11 @@ def _apply_source_rules(documents: list[RawDocument], max_bytes: int,
     kept: list[RawDocument] = []
     refused: list[Rejection] = []
     for doc in documents:
-        problem = url_problem(doc.url)
-        size = len(doc.content.encode("utf-8"))
-        if problem is None and size > max_bytes:
-            problem = (f"content is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; "
-                       "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
+        problem = url_problem(doc.url) or size_problem(doc.content, max_bytes)
         if problem is None:
             kept.append(doc)
         else:
-            refused.append(Rejection(numbered_from + len(refused) + 1, problem, doc.url[:2_000]))
+            refused.append(rejection(numbered_from + len(refused) + 1, problem, doc.url))
     return kept, refused
 
 
@@ -172,10 +186,10 @@ def _without_conflicts(conn: psycopg.Connection, source: str, documents: list[Ra
     owners = {(twin, url): owner for twin, url, owner in rows if not _same_origin(owner, source)}
     kept = [doc for doc in documents if (doc.twin, doc.url) not in owners]
     conflicts = [
-        Rejection(numbered_from + position, f"conflict: {doc.url} is already stored from another source "
+        rejection(numbered_from + position, f"conflict: {doc.url} is already stored from another source "
                   f"({owners[(doc.twin, doc.url)]}) with other content; it was not replaced. If this source "
                   "should own it, remove it from the other source first (a prune then deletes it, "
-                  "keeping it in raw_document_history)", doc.url[:2_000])
+                  "keeping it in raw_document_history)", doc.url)
         for position, doc in enumerate((d for d in documents if (d.twin, d.url) in owners), start=1)]
     return kept, conflicts
 

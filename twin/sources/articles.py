@@ -1,4 +1,4 @@
-"""Reading crawled pages: an article's text and metadata, a feed's items, an archive's links.
+"""Reading crawled pages: an article's text and metadata and an archive's links (feeds: `feeds.py`).
 
 No fetching happens here (that is `twin/sources/fetcher.py`); every function takes text already
 downloaded. Article text comes out of the one converter (`twin/markup.py`) without the page's
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,7 +19,7 @@ from bs4 import BeautifulSoup, Tag
 from twin.cleaning import strip_chrome
 from twin.documents import Category, RawDocument
 from twin.markup import content_root, parse_html, render, strip_boilerplate
-from twin.sources.text import parse_date as parse_any_date
+from twin.sources.text import parse_date_or_none
 from twin.urls import is_loopback_url, is_web_url, same_site
 
 MIN_WORDS = 10  # fewer readable words than this is not an article
@@ -29,11 +28,7 @@ PAYWALL_TEASER_WORDS = 150  # a "Member-only story" badge with less text than th
 ARTICLE_TYPES = frozenset({"article", "blogposting", "newsarticle", "techarticle", "report",
                            "socialmediaposting", "scholarlyarticle"})
 LISTING_TYPES = frozenset({"profilepage", "collectionpage", "blog", "itemlist", "person"})
-XML_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
-                       "application/xml", "text/xml"})
 
-_FEED_START = re.compile(r"\s*(?:<\?[^>]*>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<(?:rss|feed|rdf:rdf)\b",
-                         re.I | re.S)
 _LISTING_PATH = re.compile(r"^/(?:@[^/]+|archives?|posts|articles|blog|writing|page/\d+|tags?/[^/]+|"
                            r"category/[^/]+)?/?$", re.I)
 _MEDIUM_STORY = re.compile(r"^/(?:@[^/]+|[^/@]+)/[^/]+-[0-9a-f]{8,12}/?$|^/p/[0-9a-f]{8,12}/?$")
@@ -71,14 +66,6 @@ class ArticleLink:
 
 # ----------------------------------------------------------------------------------------------
 # What kind of page
-
-
-def is_feed(content_type: str, text: str) -> bool:
-    """RSS/Atom by its root element, or any XML that is not XHTML (so it can be rejected by name)."""
-    head = text.lstrip("\ufeff")[:4096]
-    if _FEED_START.match(head):
-        return True
-    return content_type in XML_TYPES and re.search(r"<html\b", head, re.I) is None
 
 
 def page_is_listing(soup: BeautifulSoup, page_url: str) -> bool:
@@ -119,33 +106,6 @@ def detect_platform(soup: BeautifulSoup, *urls: str) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Discovery
-
-
-def feed_links(body: bytes, text: str, feed_url: str) -> list[ArticleLink]:
-    """The article link, title and date of each item of an RSS 2.0, RSS 1.0 or Atom feed."""
-    if re.search(r"<!ENTITY", text[:20_000], re.I):
-        raise ExtractionError("feed declares XML entities, which are refused")
-    root = _parse_xml(body, text)
-    kind = _local(root.tag)
-    if kind not in ("rss", "feed", "RDF"):
-        raise ExtractionError(f"XML document is not an RSS or Atom feed (root element <{kind}>)")
-    links: list[ArticleLink] = []
-    seen: set[str] = set()
-    for entry in root.iter():
-        if _local(entry.tag) not in ("item", "entry"):
-            continue
-        href = _entry_href(entry)
-        if not href:
-            continue
-        url = clean_link(urljoin(feed_url, href))
-        if urlsplit(url).scheme not in ("http", "https") or url in seen:
-            continue
-        seen.add(url)
-        dates = [_child_text(entry, name) for name in ("pubDate", "published", "date", "issued", "updated")]
-        published = next((parsed for value in dates if (parsed := parse_date(value)) is not None), None)
-        links.append(ArticleLink(url=url, title=" ".join(_child_text(entry, "title").split()),
-                                 published_at=published))
-    return links
 
 
 def discover_article_links(soup: BeautifulSoup, page_url: str) -> list[ArticleLink]:
@@ -207,46 +167,6 @@ def _links_an_article(anchor: Tag) -> bool:
     return anchor.find_parent(["article", "h1", "h2", "h3", "h4"]) is not None
 
 
-def _parse_xml(body: bytes, text: str) -> ET.Element:
-    try:
-        return ET.fromstring(body)
-    except ET.ParseError as first:
-        # bytes in another encoding than the XML declaration says: try the decoded text
-        try:
-            return ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text.lstrip("\ufeff")))
-        except ET.ParseError:
-            raise ExtractionError(f"feed is not well-formed XML ({first})") from None
-
-
-def _local(tag: object) -> str:
-    return str(tag).rsplit("}", 1)[-1].split(":")[-1] if isinstance(tag, str) else ""
-
-
-def _child_text(entry: ET.Element, name: str) -> str:
-    for child in entry:
-        if _local(child.tag) == name:
-            return (child.text or "").strip()
-    return ""
-
-
-def _entry_href(entry: ET.Element) -> str:
-    for child in entry:
-        if _local(child.tag) != "link":
-            continue
-        if child.get("href"):
-            if child.get("rel", "alternate") == "alternate":
-                return child.get("href", "").strip()
-        elif child.text and child.text.strip():
-            return child.text.strip()
-    for child in entry:
-        if _local(child.tag) == "guid" and child.get("isPermaLink", "true") != "false":
-            guid = (child.text or "").strip()
-            if guid.startswith(("http://", "https://")):
-                return guid
-    about = next((value for key, value in entry.attrib.items() if _local(key) == "about"), "")
-    return about.strip()
-
-
 # ----------------------------------------------------------------------------------------------
 # Article extraction
 
@@ -283,14 +203,6 @@ def extract_article(text: str, page_url: str, author: str, *, link: ArticleLink 
         raise ExtractionError(f"paywalled or empty body: only {words} words of readable text")
     return RawDocument(author=author, category=Category.ARTICLE, platform=platform, url=canonical,
                        title=title, content=content, published_at=published)
-
-
-def parse_date(value: str | None) -> date | None:
-    """A page's or feed's date, or None when it is missing or unreadable (pages lie often)."""
-    try:
-        return parse_any_date(value)
-    except ValueError:
-        return None
 
 
 def _meta(soup: BeautifulSoup) -> dict[str, str]:
@@ -364,7 +276,7 @@ def _published(soup: BeautifulSoup, meta: dict[str, str], ld_article: dict[str, 
                   meta.get("datepublished"), meta.get("date"),
                   time_tag.get("datetime") if time_tag else None]
     for candidate in candidates:
-        if isinstance(candidate, str) and (parsed := parse_date(candidate)) is not None:
+        if isinstance(candidate, str) and (parsed := parse_date_or_none(candidate)) is not None:
             return parsed
     return None
 

@@ -17,13 +17,12 @@ from twin.sources.articles import (
     advertised_feed_url,
     discover_article_links,
     extract_article,
-    feed_links,
-    is_feed,
     next_listing_url,
     page_is_listing,
     parse_html,
 )
 from twin.sources.batch import SourceBatch
+from twin.sources.feeds import feed_links, is_feed
 from twin.sources.fetcher import CrawlSettings, FetchError, Fetcher, Page
 from twin.sources.http_cache import HttpCache
 

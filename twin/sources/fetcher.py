@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from twin.sources.articles import XML_TYPES as FEED_TYPES
+from twin.sources.feeds import FEED_TYPES
 from twin.sources.rate_limit import SHARED_RATE_LIMITER, HostRateLimiter
 from twin.sources.robots import RobotsRules
 from twin.sources.text import decode_bytes

@@ -48,7 +48,6 @@ _REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIR
                    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX")
 
 
-@dataclass
 @dataclass(frozen=True)
 class _Origin:
     """Where the files of one read come from and how their documents are named."""

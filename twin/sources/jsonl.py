@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -13,12 +12,11 @@ import psycopg
 from twin.cleaning import clean
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
-from twin.raw_store import ImportSummary, Rejection
+from twin.raw_store import ImportSummary, Rejection, rejection, size_problem
 from twin.sources.batch import SourceBatch, store_batch
-from twin.sources.text import parse_date
+from twin.sources.text import parse_date_field
 
 REQUIRED_TEXT_FIELDS = ("author", "platform", "url", "content")
-_KEPT_LINE_CHARS = 20_000  # rejected lines are kept for inspection, truncated past this
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,12 @@ def parse_jsonl_file(path: Path, max_document_bytes: int) -> Iterator[ParsedLine
             except UnicodeDecodeError as exc:
                 kept = raw_line.decode("utf-8", errors="backslashreplace")
                 reason = f"not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
-                yield ParsedLine(line_number, None, _rejection(line_number, reason, kept))
+                yield ParsedLine(line_number, None, rejection(line_number, reason, kept))
                 continue
             try:
                 document = parse_document(text, max_document_bytes)
             except ValueError as exc:
-                yield ParsedLine(line_number, None, _rejection(line_number, str(exc), text))
+                yield ParsedLine(line_number, None, rejection(line_number, str(exc), text))
                 continue
             yield ParsedLine(line_number, document, None, text)
 
@@ -86,12 +84,8 @@ def parse_document(line: str, max_document_bytes: int) -> RawDocument:
     if not isinstance(title, str):
         raise ValueError("title is not a string")
     content: str = record["content"].replace("\x00", "")
-    size = len(content.encode("utf-8"))
-    if size > max_document_bytes:
-        raise ValueError(
-            f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
-            "split the document or raise TWIN_MAX_DOCUMENT_BYTES"
-        )
+    if problem := size_problem(content, max_document_bytes):  # before cleaning, which costs
+        raise ValueError(problem)
     cleaned = clean(category, content, title=title, author=record["author"])
     if not cleaned.text:
         raise ValueError(f"content {cleaned.reason_empty()}")
@@ -102,25 +96,8 @@ def parse_document(line: str, max_document_bytes: int) -> RawDocument:
         url=record["url"].strip(),
         title=title.strip(),
         content=content,
-        published_at=parse_published_at(record.get("published_at")),
+        published_at=parse_date_field("published_at", record.get("published_at")),
     )
-
-
-def parse_published_at(value: object) -> date | None:
-    """The one date parser's reading of `published_at` (ISO-8601, RFC 2822, "Jul 13, 2024", ...)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"published_at {value!r} is not a date string (e.g. 2024-05-01)")
-    try:
-        return parse_date(value)
-    except ValueError as exc:
-        raise ValueError(f"published_at {str(exc).removeprefix('date ')}") from None
-
-
-def _rejection(line_number: int, reason: str, line: str) -> Rejection:
-    kept = line if len(line) <= _KEPT_LINE_CHARS else line[:_KEPT_LINE_CHARS] + " …[truncated]"
-    return Rejection(line_number=line_number, reason=reason, line=kept.rstrip("\n").replace("\x00", "\\x00"))
 
 
 def import_jsonl(
@@ -158,8 +135,8 @@ def read_jsonl_batch(
     first_seen: dict[tuple[str, str], str] | None = None,
 ) -> SourceBatch:
     """One JSONL file as a SourceBatch named `source`; `first_seen` spans several files."""
-    first_seen = {} if first_seen is None else first_seen
-    batch = SourceBatch(source=source, readable_checked=True)  # parse_document refuses those lines
+    batch = SourceBatch(source=source, readable_checked=True,  # parse_document refuses those lines
+                        first_seen={} if first_seen is None else first_seen)
     for parsed in parse_jsonl_file(file, max_document_bytes):
         if parsed.rejection is not None:
             batch.rejections.append(parsed.rejection)
@@ -168,11 +145,5 @@ def read_jsonl_batch(
         assert doc is not None
         if only_twin is not None and doc.twin != only_twin:
             continue
-        here = f"{file.name} line {parsed.line_number}"
-        earlier = first_seen.setdefault((doc.twin, doc.url), here)
-        if earlier != here:
-            reason = f"duplicate url {doc.url} (first at {earlier})"
-            batch.rejections.append(_rejection(parsed.line_number, reason, parsed.text))
-            continue
-        batch.documents.append(doc)
+        batch.add(doc, f"{file.name} line {parsed.line_number}", item=parsed.text, line_number=parsed.line_number)
     return batch

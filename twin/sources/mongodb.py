@@ -21,9 +21,10 @@ import psycopg
 from bson.binary import UUID_SUBTYPE, Binary
 
 from twin.documents import Category, RawDocument, twin_slug
+from twin.raw_store import size_problem
 from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from twin.sources.batch import SourceBatch
-from twin.sources.text import parse_date
+from twin.sources.text import parse_date_field
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -81,24 +82,20 @@ def warehouse_batches(
     """
     wanted = twin_slug(only_author) if only_author is not None else None
     names = _user_names(collections.get("users", []))
+    first_seen: dict[tuple[str, str], str] = {}  # one url per twin across every collection
     batches: dict[str, SourceBatch] = {}
-    unattributed = SourceBatch(source=source)
-    first_seen: dict[tuple[str, str], str] = {}
+    unattributed = SourceBatch(source=source, first_seen=first_seen)
     for name in ("articles", "posts", "repositories"):
         for record in collections.get(name, []):
             item = _parse_item(ref_base, name, record, names, max_document_bytes)
             twin = twin_slug(item.author) if item.author is not None else None
             if wanted is not None and twin != wanted:
                 continue
-            batch = unattributed if twin is None else batches.setdefault(twin, SourceBatch(source=source))
+            batch = unattributed if twin is None else batches.setdefault(twin, SourceBatch(source=source, first_seen=first_seen))
             for problem_item, reason in item.problems:
                 batch.reject(problem_item, reason)
             for doc in item.documents:
-                earlier = first_seen.setdefault((doc.twin, doc.url), item.ref)
-                if earlier != item.ref:
-                    batch.reject(doc.url, f"duplicate url {doc.url} (first at {earlier})")
-                else:
-                    batch.documents.append(doc)
+                batch.add(doc, item.ref)
     result = [batches[twin] for twin in sorted(batches)]
     return result + ([unattributed] if unattributed.rejections else [])
 
@@ -178,7 +175,7 @@ def _parse_item(
     title, text = _title_and_text(record.get("content"))
     if not text.strip():
         return _Item(ref, author, [], [(ref, "content is empty")])
-    if problem := _too_big(text, max_bytes):
+    if problem := size_problem(text, max_bytes):
         return _Item(ref, author, [], [(ref, problem)])
     doc = RawDocument(author=author, category=category, platform=platform, url=link or ref,
                       title=title, content=text, published_at=published_at)
@@ -201,7 +198,7 @@ def _repository(
             problems.append((url, f"file {path} is not text ({type(text).__name__})"))
         elif not text.strip():
             problems.append((url, f"file {path} is empty"))
-        elif problem := _too_big(text, max_bytes):
+        elif problem := size_problem(text, max_bytes):
             problems.append((url, problem))
         else:
             documents.append(RawDocument(author=author, category=Category.REPOSITORY, platform=platform,
@@ -251,29 +248,11 @@ def _texts(value: object) -> Iterator[str]:
 def _published_at(record: dict[str, Any]) -> date | None:
     for field in DATE_FIELDS:
         value = record.get(field)
-        if value is None or value == "":
-            continue
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
         if isinstance(value, dict) and isinstance(value.get("$date"), str):  # MongoDB extended JSON
             value = value["$date"]
-        if isinstance(value, str):
-            try:
-                return parse_date(value)
-            except ValueError as exc:
-                raise ValueError(f"{field} {str(exc).removeprefix('date ')}") from None
-        raise ValueError(f"{field} {value!r} is not a date or a date string")
+        if (published := parse_date_field(field, value)) is not None:
+            return published
     return None
-
-
-def _too_big(text: str, max_bytes: int) -> str | None:
-    size = len(text.encode("utf-8"))
-    if size <= max_bytes:
-        return None
-    return (f"content is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; "
-            "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
 
 
 def _clean(text: str, *, strip: bool = True) -> str:

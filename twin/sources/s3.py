@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from twin.documents import twin_slug
 from twin.errors import TwinError
-from twin.raw_store import Rejection
+from twin.raw_store import rejection, size_problem
 from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
 from twin.sources.batch import SourceBatch
 from twin.sources.jsonl import read_jsonl_batch
@@ -139,14 +139,11 @@ def _read_archive(path: Path, object_uri: str, author: str, max_document_bytes: 
     next_number = max((r.line_number for r in batch.rejections), default=0) + len(batch.documents) + 1
     kept = []
     for doc in batch.documents:
-        size = len(doc.content.encode("utf-8"))
-        if size <= max_document_bytes:
+        if problem := size_problem(doc.content, max_document_bytes):
+            batch.rejections.append(rejection(next_number, problem, doc.url))
+            next_number += 1
+        else:
             kept.append(doc)
-            continue
-        reason = (f"content is {size / 1e6:.1f} MB, over the {max_document_bytes / 1e6:.1f} MB limit; "
-                  "split the document or raise TWIN_MAX_DOCUMENT_BYTES")
-        batch.rejections.append(Rejection(next_number, reason, doc.url))
-        next_number += 1
     batch.documents = kept
     return batch
 

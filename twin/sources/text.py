@@ -107,3 +107,31 @@ def parse_date(value: str | None) -> date | None:
             pass
     raise ValueError(f"date {value!r} is not a date (expected e.g. 2024-05-01, 2024-05-01T09:30:00Z, "
                      "Sat, 13 Jul 2024 09:30:00 GMT, Jul 13, 2024 or 13-Jul-2024)")
+
+
+def parse_date_or_none(value: str | None) -> date | None:
+    """parse_date for pages and feeds, whose dates lie often: None when no form fits."""
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
+
+
+def parse_date_field(field: str, value: object) -> date | None:
+    """A record's date field (a string, a date or a datetime); None when absent or blank.
+
+    Raises ValueError naming the field and the value when it is not a date.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{field} {value!r} is not a date string (e.g. 2024-05-01)")
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise ValueError(f"{field} {str(exc).removeprefix('date ')}") from None
+
