@@ -9,13 +9,15 @@ from dagster_aws.s3 import S3Resource
 
 from assets.datasets import instruct_dataset, preference_dataset
 from assets.features import chunks, cleaned_documents, embeddings
+from assets.lag import build_pipeline_lag_check
 from assets.raw import raw_documents
 from assets.serving import exl2_model, prompt_logs
 from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import (
-    DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_recrawl_schedule, source_change_sensor,
+    DEFAULT_LAG_CHECK_CRON, DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_lag_check_schedule,
+    build_recrawl_schedule, source_change_sensor,
 )
-from orchestration.jobs import build_features_job, train_twin_job
+from orchestration.jobs import build_features_job, check_pipeline_lag_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 from resources.serving import Exl2Resource, exl2_bits_from_env
 from twin.profiles import profiles_path
@@ -32,10 +34,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets += [exl2_model, prompt_logs]  # models/exl2: in no job or automation (CUDA hosts)
     return dg.Definitions(
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
-        jobs=[build_features_job, train_twin_job],
+        asset_checks=[build_pipeline_lag_check(settings.lag_limit_seconds)],
+        jobs=[build_features_job, train_twin_job, check_pipeline_lag_job],
         sensors=[source_change_sensor, marts_automation_sensor,
                  build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
-        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
+        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON),
+                   build_lag_check_schedule(os.environ.get("TWIN_LAG_CHECK_CRON") or DEFAULT_LAG_CHECK_CRON)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),
             "embedding_model": EmbeddingModelResource(model=settings.embedding_model),
