@@ -61,6 +61,12 @@ def add_operations_commands(commands: argparse._SubParsersAction) -> None:  # ty
     command.add_argument("--twins", help="add: the twins the new key may use (comma-separated; default all)")
     command.set_defaults(run=cmd_api_keys)
 
+    command = commands.add_parser("topology", help="start or stop the production topology on this machine (deploy/)")
+    command.add_argument("action", choices=["up", "down", "status"])
+    command.add_argument("root", type=Path, help="folder for its data, logs and process ids")
+    command.add_argument("--max-concurrent-runs", type=int, default=2)
+    command.set_defaults(run=cmd_topology)
+
 
 def cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 when a twin's oldest waiting document is older than TWIN_LAG_LIMIT_SECONDS."""
@@ -233,3 +239,22 @@ def _moment(text: str) -> dt.datetime:
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time (2026-11-30 or 2026-11-30T12:00)") from error
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def cmd_topology(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration import topology
+
+    if args.action == "up":
+        started = topology.up(args.root, args.max_concurrent_runs)
+        for name, seconds in started.started_seconds.items():
+            print(f"{name:<12} pid {started.pids[name]:<8} port {started.ports[name]:<6} started in {seconds:.1f} s")
+        print(f"Dagster UI {started.endpoint('webserver')}  MLflow {started.endpoint('mlflow')}  "
+              f"RAG {started.endpoint('rag')}  model {started.endpoint('model')}")
+        print(f"stop with: twin topology down {args.root}")
+    elif args.action == "down":
+        print("stopped: " + ", ".join(topology.down(args.root)))
+    else:
+        state = topology.Topology.load(args.root.resolve())
+        for name, pid in state.pids.items():
+            print(f"{name:<12} pid {pid:<8} port {state.ports[name]:<6} {'running' if topology._alive(pid) else 'GONE'}")
+    return 0

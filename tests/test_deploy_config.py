@@ -182,7 +182,7 @@ def test_the_k8s_executor_config_is_valid_and_targets_real_steps(
 
 def test_the_ecs_instance_config_is_valid_dagster_instance_config(monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster._config import process_config
-    from dagster._core.instance.config import dagster_instance_config_schema
+    from dagster._core.instance.config import dagster_instance_config_schema, validate_concurrency_config
     from dagster_aws.ecs import EcsRunLauncher  # noqa: F401  (the class the file names exists)
 
     config = yaml.safe_load((DEPLOY / "ecs" / "dagster.yaml").read_text())
@@ -190,8 +190,12 @@ def test_the_ecs_instance_config_is_valid_dagster_instance_config(monkeypatch: p
         monkeypatch.setenv(name, "from-the-task")  # ECS sets them; Dagster checks they are set
     result = process_config(dagster_instance_config_schema(), config)
     assert result.success, result.errors
+    validate_concurrency_config(config)  # run limits under `concurrency`, not the coordinator, in 1.13
     assert config["run_launcher"] == {**config["run_launcher"], "module": "dagster_aws.ecs", "class": "EcsRunLauncher"}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    automation = (REPO / "orchestration" / "automation.py").read_text()
+    for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]:
+        assert limit["key"] == "dagster/partition" or f'"{limit["key"]}": "{limit["value"]}"' in automation
     assert "postgres" in config["storage"]
     import dagster_postgres  # noqa: F401  (the storage the file names is installed)
 
