@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TRAIN_VENV := .venv-train
 TRAIN_BIN := $(TRAIN_VENV)/bin
 
-.PHONY: demo test bench ui browser gpu dbt-manifest
+.PHONY: demo test bench ui browser gpu dbt-manifest topology-up topology-down
 
 $(BIN)/twin: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,11 @@ bench: $(BIN)/twin
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
+
+# The production topology as separate processes on this machine (deploy/README.md).
+TOPOLOGY ?= .twin-topology
+topology-up: $(BIN)/twin
+	$(BIN)/twin topology up $(TOPOLOGY)
+
+topology-down: $(BIN)/twin
+	$(BIN)/twin topology down $(TOPOLOGY)
