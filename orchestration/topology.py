@@ -62,7 +62,9 @@ class Topology:
             "TWIN_HOME": str(self.root / "home"),
             "DAGSTER_HOME": str(self.dagster_home),
             "DATABASE_URL": self.url("twin"),
-            "TWIN_DAGSTER_PG_URL": self.url("dagster"),
+            # psycopg2 named: SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3, with which
+            # dagster-postgres' `NOTIFY run_events, %s` fails (server-side parameters)
+            "TWIN_DAGSTER_PG_URL": self.url("dagster", "postgresql+psycopg2"),
             "MLFLOW_TRACKING_URI": self.endpoint("mlflow"),
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint("s3"),
             "TWIN_S3_ENDPOINT_URL": self.endpoint("s3"),
