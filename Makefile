@@ -50,6 +50,7 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/cleaning.py --write
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/topology.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
