@@ -91,7 +91,7 @@ def test_each_stage_counts_its_own_waiting_documents(imported: Pipeline, embedde
     assert 1190 < lag.stages["chunk"].oldest_seconds < 1300
     assert 1790 < lag.stages["embed"].oldest_seconds < 1900 and lag.oldest_seconds == lag.stages["embed"].oldest_seconds
     assert lag.stages["embed"].chunks == len(chunks_of_third) > 0
-    # only the untouched... none is: the edited one is stale, the other two lack chunks or vectors
+    # no document is complete now: one is stale, one has no chunks, one lacks vectors
     assert lag.latency.documents == 0
     assert imported.run(TWIN).success
     after = lag_of(imported.database_url, embedder)
