@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TRAIN_VENV := .venv-train
 TRAIN_BIN := $(TRAIN_VENV)/bin
 
-.PHONY: demo test bench ui browser gpu dbt-manifest
+.PHONY: demo test bench ui browser gpu dbt-manifest topology-up topology-down
 
 $(BIN)/twin: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/cleaning.py --write
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/topology.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
+
+# The production topology as separate processes on this machine (deploy/README.md).
+TOPOLOGY ?= .twin-topology
+topology-up: $(BIN)/twin
+	$(BIN)/twin topology up $(TOPOLOGY)
+
+topology-down: $(BIN)/twin
+	$(BIN)/twin topology down $(TOPOLOGY)

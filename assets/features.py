@@ -10,6 +10,7 @@ from assets.partitions import twin_partitions
 from assets.raw import raw_documents
 from resources import EmbeddingModelResource, PostgresResource
 from twin import features
+from twin.lag import pipeline_lag
 
 CHUNK_CHECKS = ("no_empty_chunks", "unique_chunk_ids", "documents_have_chunks", "chunks_fit_model_window")
 
@@ -116,11 +117,13 @@ def embeddings(
     with postgres.connection() as conn:
         check = check_result("embedding_dimension_matches",
                              features.check_embeddings_match(conn, twin, embedder))
+        lag = pipeline_lag(conn, embedder.model_id, embedding_model.chunking_policy().signature, twin=twin)
     seconds = time.perf_counter() - started
     embedded = counts.new + counts.changed
     return dg.MaterializeResult(
         metadata={**step_metadata(counts, seconds), "embedded": embedded,
                   "model": embedder.model_id, "dimension": embedder.dimension,
-                  "chunks_per_second": round(embedded / seconds, 2) if embedded else 0.0},
+                  "chunks_per_second": round(embedded / seconds, 2) if embedded else 0.0,
+                  **(lag[0].as_metadata() if lag else {})},
         check_results=[check],
     )

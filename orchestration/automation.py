@@ -8,13 +8,14 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from assets.partitions import twin_partitions
-from orchestration.jobs import build_features_job
+from orchestration.jobs import build_features_job, check_pipeline_lag_job
 from resources import ProfilesResource
 from twin.sources.kinds import profile_fingerprint
 
 RAW_DOCUMENTS = dg.AssetKey(["raw", "documents"])
 
 DEFAULT_RECRAWL_CRON = "0 3 * * 1"  # Mondays 03:00
+DEFAULT_LAG_CHECK_CRON = "*/15 * * * *"
 
 
 def recorded_fingerprint(instance: dg.DagsterInstance, twin: str) -> str | None:
@@ -105,4 +106,16 @@ def build_continuous_training_sensor(enabled: bool) -> dg.AutomationConditionSen
         default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=60,  # ships stopped unless TWIN_CONTINUOUS_TRAINING=on
         description="Changed cleaned documents -> a new dataset version -> training -> evaluation -> promotion.",
+    )
+
+
+def build_lag_check_schedule(cron: str = DEFAULT_LAG_CHECK_CRON) -> dg.ScheduleDefinition:
+    """Evaluates the pipeline lag check on `cron` (TWIN_LAG_CHECK_CRON), runs or no runs."""
+    return dg.ScheduleDefinition(
+        name="pipeline_lag_schedule",
+        job=check_pipeline_lag_job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Checks that no twin's documents wait in the feature pipeline longer than "
+                    "TWIN_LAG_LIMIT_SECONDS (docs/runbook.md#the-pipeline-is-behind).",
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 from tqdm import tqdm
 
+from orchestration.operations import add_operations_commands
 from twin.database import connect, database_url, embedded_postgres_dir, set_embedding_column_dimension
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
@@ -160,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("ui", help="open the Dagster UI on this platform's instance")
     command.add_argument("--port", default="3000")
     command.set_defaults(run=cmd_ui)
+    add_operations_commands(commands)
     return parser
 
 

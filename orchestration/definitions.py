@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster_aws.s3 import S3Resource
 
 from assets.datasets import instruct_dataset, preference_dataset
 from assets.features import chunks, cleaned_documents, embeddings
+from assets.lag import build_pipeline_lag_check
 from assets.raw import raw_documents
 from assets.serving import exl2_model, prompt_logs
 from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import (
-    DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_recrawl_schedule, source_change_sensor,
+    DEFAULT_LAG_CHECK_CRON, DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_lag_check_schedule,
+    build_recrawl_schedule, source_change_sensor,
 )
-from orchestration.jobs import build_features_job, train_twin_job
+from orchestration.jobs import build_features_job, check_pipeline_lag_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 from resources.serving import Exl2Resource, exl2_bits_from_env
 from twin.profiles import profiles_path
+from twin.errors import TwinError
 from twin.settings import Settings
 
 
@@ -32,10 +37,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets += [exl2_model, prompt_logs]  # models/exl2: in no job or automation (CUDA hosts)
     return dg.Definitions(
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
-        jobs=[build_features_job, train_twin_job],
+        asset_checks=[build_pipeline_lag_check(settings.lag_limit_seconds)],
+        jobs=[build_features_job, train_twin_job, check_pipeline_lag_job],
         sensors=[source_change_sensor, marts_automation_sensor,
                  build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
-        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
+        executor=build_executor(),
+        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON),
+                   build_lag_check_schedule(os.environ.get("TWIN_LAG_CHECK_CRON") or DEFAULT_LAG_CHECK_CRON)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),
             "embedding_model": EmbeddingModelResource(model=settings.embedding_model),
@@ -48,6 +56,25 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 twin_home=str(settings.home), target=os.environ.get("TWIN_TRAINING_TARGET") or "local"),
         },
     )
+
+
+def build_executor() -> dg.ExecutorDefinition | None:
+    """`TWIN_EXECUTOR=k8s`: every step in its own pod (dagster-k8s' k8s_job_executor) configured by
+    the YAML file at TWIN_K8S_EXECUTOR_CONFIG (deploy/k8s/executor.yaml: max_concurrent, the
+    training step on the GPU node pool). Unset: Dagster's default executor (multiprocess)."""
+    kind = (os.environ.get("TWIN_EXECUTOR") or "").strip().lower()
+    if kind in ("", "multiprocess"):
+        return None
+    if kind != "k8s":
+        raise TwinError(f"TWIN_EXECUTOR={kind!r} is not an executor.", "use k8s, or unset it.")
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as error:
+        raise TwinError("TWIN_EXECUTOR=k8s needs dagster-k8s.", "pip install '.[k8s]' in the image.") from error
+    path = Path(os.environ.get("TWIN_K8S_EXECUTOR_CONFIG") or "/etc/twin/executor.yaml")
+    if not path.is_file():
+        raise TwinError(f"No executor configuration at {path}.", "set TWIN_K8S_EXECUTOR_CONFIG (deploy/k8s/executor.yaml).")
+    return k8s_job_executor.configured(yaml.safe_load(path.read_text(encoding="utf-8")), name="k8s_job_executor")
 
 
 @dg.definitions

@@ -3,11 +3,14 @@
 import dagster as dg
 
 from assets.features import chunks, cleaned_documents, embeddings
+from assets.lag import EMBEDDINGS, LAG_CHECK
 from assets.raw import raw_documents
 
 build_features_job = dg.define_asset_job(
     "build_features_job",
-    selection=dg.AssetSelection.assets(raw_documents, cleaned_documents, chunks, embeddings),
+    # the lag check looks at every twin at once: it runs on its own schedule, not per partition
+    selection=dg.AssetSelection.assets(raw_documents, cleaned_documents, chunks, embeddings)
+    - dg.AssetSelection.checks(dg.AssetCheckKey(EMBEDDINGS, LAG_CHECK)),
     description="Raw documents -> cleaned documents -> chunks -> embeddings for one twin.",
 )
 
@@ -16,4 +19,10 @@ train_twin_job = dg.define_asset_job(
     selection=dg.AssetSelection.keys(
         ["datasets", "instruct"], ["models", "twin_adapter"], ["evaluation", "twin_eval"], ["models", "champion"]),
     description="Dataset version -> LoRA fine-tune (Axolotl via Pipes) -> evaluation -> promotion, for one twin.",
+)
+
+check_pipeline_lag_job = dg.define_asset_job(
+    "check_pipeline_lag_job",
+    selection=dg.AssetSelection.checks(dg.AssetCheckKey(EMBEDDINGS, LAG_CHECK)),
+    description="Evaluates pipeline_lag_within_limit: documents waiting longer than TWIN_LAG_LIMIT_SECONDS.",
 )

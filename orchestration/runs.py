@@ -248,3 +248,48 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
                                 "(`twin db-url` starts the embedded one) and re-run: finished work is kept")
                     return line.strip()
     return "the run failed; see its logs in the Dagster UI (twin ui)"
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    run_id: str
+    job: str
+    twin: str | None
+    failed_at: float
+    error: str
+    retried: bool  # the same job and twin succeeded after it
+
+
+RETRYABLE_JOBS = ("build_features_job", "train_twin_job")
+
+
+def failed_runs(instance: dg.DagsterInstance, limit: int = 100) -> list[FailedRun]:
+    """The most recent failed runs, newest first, each with its first error and whether a later run
+    of the same job and twin succeeded."""
+    found = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=limit):
+        twin = run.tags.get("dagster/partition")
+        record = instance.get_run_record_by_id(run.run_id)
+        failed_at = record.end_time or record.create_timestamp.timestamp() if record else 0.0
+        later = instance.get_runs(filters=dg.RunsFilter(
+            job_name=run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS],
+            tags={"dagster/partition": twin} if twin else {}, created_after=record.create_timestamp if record else None),
+            limit=1)
+        found.append(FailedRun(run.run_id, run.job_name, twin, float(failed_at or 0.0), _run_error(instance, run.run_id),
+                               retried=bool(later)))
+    return found
+
+
+def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}):
+        event = entry.dagster_event
+        data = getattr(event, "step_failure_data", None) if event else None
+        error = data.error if data is not None else None
+        # the first error raised by our code (a TwinError says what to do), not Dagster's wrapper
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause
+        if error is not None:
+            return " ".join(error.message.split())[:300]
+        if entry.message:
+            return " ".join(entry.message.split())[:300]
+    return "no failure event recorded"

@@ -33,11 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.backends.base import PromptTooLong
 from serving.config import ROLES, ServingConfig
 from serving.gate import AdmissionGate, QueueFull, QueueTimeout
-from serving.metrics import Metrics
+from serving.metrics import Metrics, PipelineLagCollector
 from serving.models import ModelManager, ModelUnavailable
 from serving.monitoring import Monitor
 from serving.rag import DatabaseUnavailable, OutOfScope, PreparedRequest, RagService, UnknownTwin
+from twin.chunking import ChunkingPolicy
+from twin.embedding import load_embedder
 from twin.errors import TwinError
+from twin.lag import TwinLag, pipeline_lag
 from twin.settings import Settings
 
 log = logging.getLogger("twin.serving")
@@ -159,6 +162,14 @@ class Runtime:
         self.gate = AdmissionGate(config.max_concurrent_generations, config.max_queued_requests)
         self.executor = ThreadPoolExecutor(max_workers=config.max_concurrent_generations + 2,
                                            thread_name_prefix="twin-generation")
+        if self.with_database:  # the model role has no database, so no pipeline to report on
+            self.metrics.registry.register(PipelineLagCollector(self.pipeline_lag, settings.lag_limit_seconds))
+
+    def pipeline_lag(self) -> list[TwinLag]:
+        """Lag and latency against the embedding model (and its chunker) this service queries with."""
+        embedder = load_embedder(self.settings.embedding_model)
+        with self.service.connection() as conn:
+            return pipeline_lag(conn, embedder.model_id, ChunkingPolicy(max_tokens=embedder.max_tokens).signature)
 
     def start(self) -> None:
         if self.with_database:
@@ -231,8 +242,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
         return JSONResponse({**body, "status": "ready"})
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics() -> Response:  # in a thread: the pipeline lag collector reads the database
+        body = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, object]:

@@ -141,6 +141,17 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
+def format_api_keys(keys: tuple[ApiKey, ...]) -> str:
+    """The TWIN_API_KEYS value for `keys` (the inverse of parse_api_keys)."""
+    return ";".join(key.key if key.twins is None else f"{key.key}={','.join(sorted(key.twins))}" for key in keys)
+
+
+def new_api_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if not value:

@@ -25,8 +25,15 @@ def test_definitions_load_with_the_asset_graph_checks_and_job() -> None:
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "twins"
     checks = {check.name for check in graph.asset_check_keys if check.asset_key.to_user_string() in keys}
     assert checks == {"no_empty_chunks", "unique_chunk_ids", "documents_have_chunks",
-                      "chunks_fit_model_window", "embedding_dimension_matches"}
-    assert definitions.resolve_job_def(build_features_job.name).partitions_def.name == "twins"
+                      "chunks_fit_model_window", "embedding_dimension_matches", "pipeline_lag_within_limit"}
+    features_job = definitions.resolve_job_def(build_features_job.name)
+    assert features_job.partitions_def.name == "twins"
+    # the lag check covers every twin: its own job and schedule run it, not each twin's run
+    assert "pipeline_lag_within_limit" not in {key.name for key in features_job.asset_layer.asset_graph.asset_check_keys}
+    lag_job = definitions.resolve_job_def("check_pipeline_lag_job")
+    assert {key.name for key in lag_job.asset_layer.asset_graph.asset_check_keys} == {"pipeline_lag_within_limit"}
+    schedule = definitions.resolve_schedule_def("pipeline_lag_schedule")
+    assert schedule.job_name == "check_pipeline_lag_job" and schedule.cron_schedule == "*/15 * * * *"
 
 
 def test_the_workspace_file_validates_with_the_dagster_cli(tmp_path: Path) -> None:

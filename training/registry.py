@@ -126,3 +126,50 @@ def local_model_folder(settings: Settings, source: str, name: str, version: str)
     downloaded.rename(target)
     shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+@dataclass(frozen=True)
+class Rollback:
+    registered_model: str
+    from_version: int
+    to_version: int | None  # None: no champion left, serving answers with the base model
+
+
+def rollback_champion(client, conn, twin: str, to_version: int | None = None) -> Rollback:  # noqa: ANN001
+    """Move `champion` back to the version it replaced (or to `to_version`), recorded in
+    `promotions` as kind 'rollback'. Serving picks the alias up within TWIN_MODEL_CHECK_SECONDS."""
+    name = registered_model_name(twin)
+    current = alias_version(client, twin, CHAMPION)
+    if current is None:
+        raise TwinError(f"{name} has no champion to roll back.", f"see `twin models --twin {twin}`.")
+    current_version = int(current.version)
+    if to_version is None:
+        row = conn.execute(
+            """SELECT previous_version FROM promotions WHERE registered_model = %s AND version = %s
+               AND kind = 'promotion' ORDER BY id DESC LIMIT 1""", (name, current_version)).fetchone()
+        if row is None:
+            raise TwinError(f"{name} v{current_version} has no recorded promotion to undo.",
+                            f"name the version: `twin rollback --twin {twin} --to N`.")
+        to_version = row[0]
+    if to_version == current_version:
+        raise TwinError(f"{name} v{to_version} is already the champion.", "name another version with --to.")
+    with conn.transaction():
+        if to_version is None:
+            client.delete_registered_model_alias(name, CHAMPION)
+        else:
+            _require_version(client, name, to_version, twin)
+            conn.execute(
+                "INSERT INTO promotions (registered_model, version, twin, previous_version, kind) "
+                "VALUES (%s, %s, %s, %s, 'rollback')", (name, to_version, twin, current_version))
+            client.set_registered_model_alias(name, CHAMPION, str(to_version))
+    return Rollback(name, current_version, to_version)
+
+
+def _require_version(client, name: str, version: int, twin: str) -> None:  # noqa: ANN001
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as error:
+        raise TwinError(f"{name} has no version {version} in the MLflow registry.",
+                        f"pick one of `twin models --twin {twin}`.") from error

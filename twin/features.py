@@ -130,10 +130,13 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
     return counts
 
 
-# raw documents not cleaned as they are now, or cleaned by another version of the rules
-_RAW_PENDING_SQL = """SELECT count(*) FROM raw_documents r LEFT JOIN cleaned_documents c ON c.document_id = r.id
-    WHERE r.twin = %(twin)s AND (c.document_id IS NULL OR c.raw_hash <> r.content_hash
-                                 OR split_part(c.cleaner, '+', 1) <> %(version)s)"""
+# What "still to do" means for each step, over `raw_documents r LEFT JOIN cleaned_documents c`,
+# `cleaned_documents c` and `chunks`; the steps, features_pending and twin/lag.py share them.
+# raw documents not cleaned as they are now, or cleaned by another version of the rules:
+UNCLEANED = """(c.document_id IS NULL OR c.raw_hash <> r.content_hash
+                OR split_part(c.cleaner, '+', 1) <> %(version)s)"""
+_RAW_PENDING_SQL = f"""SELECT count(*) FROM raw_documents r LEFT JOIN cleaned_documents c ON c.document_id = r.id
+    WHERE r.twin = %(twin)s AND {UNCLEANED}"""
 
 
 def cleaner_signature(repeated: frozenset[str]) -> str:
@@ -181,11 +184,13 @@ def chrome_by_family(conn: psycopg.Connection, twin: str) -> dict[str, int]:
     return {family: int(lines) for family, lines in rows}
 
 
-# What "still to do" means for the chunk and embed steps; the steps and features_pending share it.
-_UNCHUNKED = """c.twin = %(twin)s AND NOT EXISTS (
-    SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
+# cleaned documents without chunks of their current text by this chunker; chunks without a
+# vector from this model:
+UNCHUNKED = """NOT EXISTS (SELECT 1 FROM chunks k WHERE k.document_id = c.document_id
     AND k.document_hash = c.content_hash AND k.chunker = %(chunker)s)"""
-_UNEMBEDDED = "twin = %(twin)s AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s)"
+UNEMBEDDED = "(embedding IS NULL OR embedding_model IS DISTINCT FROM %(model)s)"
+_UNCHUNKED = f"c.twin = %(twin)s AND {UNCHUNKED}"
+_UNEMBEDDED = f"twin = %(twin)s AND {UNEMBEDDED}"
 
 
 def features_pending(conn: psycopg.Connection, twin: str, model_id: str, chunker: str) -> int:

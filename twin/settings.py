@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.errors import TwinError
+
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MAX_DOCUMENT_BYTES = 1_000_000
+DEFAULT_LAG_LIMIT_SECONDS = 3600.0  # the oldest document waiting in the feature pipeline
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Settings:
     artifacts_uri: str
     base_model: str | None
     training_python: str
+    lag_limit_seconds: float = DEFAULT_LAG_LIMIT_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,6 +42,7 @@ class Settings:
             artifacts_uri=os.environ.get("TWIN_ARTIFACTS_URI") or str(home / "artifacts"),
             base_model=os.environ.get("TWIN_BASE_MODEL") or None,
             training_python=os.environ.get("TWIN_TRAINING_PYTHON") or str(_default_training_python()),
+            lag_limit_seconds=_positive_seconds("TWIN_LAG_LIMIT_SECONDS", DEFAULT_LAG_LIMIT_SECONDS),
         )
 
     @property
@@ -53,6 +58,20 @@ class Settings:
     def models_dir(self) -> Path:
         """Models the platform makes locally: the base model folder, adapters, merged models."""
         return self.home / "models"
+
+
+def _positive_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name) or ""
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise TwinError(f"{name}={text!r} is not a positive number of seconds.",
+                        f"set {name} to seconds, e.g. {name}={int(default)}, or unset it.")
+    return value
 
 
 def _default_training_python() -> Path:
