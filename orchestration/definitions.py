@@ -15,7 +15,7 @@ from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import (
     DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_recrawl_schedule, source_change_sensor,
 )
-from orchestration.jobs import build_features_job, train_twin_job
+from orchestration.jobs import build_features_job, build_marts_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 from resources.serving import Exl2Resource, exl2_bits_from_env
 from twin.profiles import profiles_path
@@ -32,7 +32,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets += [exl2_model, prompt_logs]  # models/exl2: in no job or automation (CUDA hosts)
     return dg.Definitions(
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
-        jobs=[build_features_job, train_twin_job],
+        jobs=[build_features_job, train_twin_job, build_marts_job],
         sensors=[source_change_sensor, marts_automation_sensor,
                  build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
         schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON)],
