@@ -1,6 +1,7 @@
 """datasets/*: versioned instruct and preference datasets made from the cleaned snapshot."""
 
 import os
+import warnings
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -33,6 +34,19 @@ class InstructDatasetConfig(dg.Config):
 
 
 INSTRUCT_KEY = dg.AssetKey(["datasets", "instruct"])
+# Automation requests a check in the same run as its asset (the asset is subsettable, so a run of
+# the asset alone would otherwise leave its checks out).
+WITH_ITS_ASSET = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+
+
+def _dataset_check_specs() -> list[dg.AssetCheckSpec]:
+    """The checks, partitioned like the asset so that automation can run them in its run (a
+    partitioned check spec is a Dagster preview feature: its warning is filtered as Dagster documents)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        return [dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True, description=description,
+                                  automation_condition=WITH_ITS_ASSET, partitions_def=twin_partitions)
+                for name, description in DATASET_CHECKS.items()]
 
 
 # A multi_asset of one so that its checks, like the asset, may be skipped (a twin with too little text).
@@ -48,8 +62,7 @@ INSTRUCT_KEY = dg.AssetKey(["datasets", "instruct"])
     )],
     partitions_def=twin_partitions,
     can_subset=True,
-    check_specs=[dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True, description=description)
-                 for name, description in DATASET_CHECKS.items()],
+    check_specs=_dataset_check_specs(),
 )
 def instruct_dataset(
     context: dg.AssetExecutionContext,
