@@ -366,3 +366,22 @@ def test_ecs_pipes_target_runs_the_script_on_one_gpu(monkeypatch) -> None:
     assert {"type": "GPU", "value": "1"} in override["resourceRequirements"]
     assert {"name": "MLFLOW_RUN_ID", "value": "abc"} in override["environment"]
     assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == ["subnet-a", "subnet-b"]
+
+
+def test_a_stopped_run_names_its_max_runtime_or_a_terminate() -> None:
+    """The reason recorded on the MLflow run of a stopped training (run monitoring enforces
+    `dagster/max_runtime` by terminating the run, the same interrupt as Terminate)."""
+    from assets.training import _stop_reason
+
+    reasons: list[str] = []
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext) -> None:
+        reasons.append(_stop_reason(context))
+
+    with dg.instance_for_test() as instance:
+        dg.materialize([probe], instance=instance, tags={"dagster/max_runtime": "0"})
+        dg.materialize([probe], instance=instance, tags={"dagster/max_runtime": "3600"})
+        dg.materialize([probe], instance=instance)
+    assert reasons[0].startswith("stopped: the run passed its dagster/max_runtime of 0 s")
+    assert all("was terminated (Terminate in the UI" in reason for reason in reasons[1:])
