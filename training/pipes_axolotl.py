@@ -150,10 +150,13 @@ def merge(base_model: str, adapter_dir: Path, merged_dir: Path) -> None:
     partial.rename(merged_dir)
 
 
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
     """Linux: the kernel sends Axolotl SIGTERM if this process dies without cleaning up (kill -9)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

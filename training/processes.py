@@ -14,12 +14,14 @@ from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 10.0  # SIGTERM first; what is still alive after this gets SIGKILL
+# Loaded here, in the parent: between fork and exec the child only makes the call (no dlopen).
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def die_with_parent() -> None:
     """preexec_fn: ask the kernel to SIGTERM this child when the thread that started it ends."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def popen_group(command: list[str], **kwargs) -> subprocess.Popen:
