@@ -1,10 +1,10 @@
 """LangChain's ChatOpenAI against the serving API (a real server and model): the client most
-RAG applications are built with, including its list-of-parts message content, stop and streaming."""
+RAG applications are built with: invoke, list-of-parts message content, stop, streaming, errors."""
 
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 
 from tests.serving_support import RunningServer
@@ -30,10 +30,9 @@ def test_invoke_answers_with_sources_and_the_model_that_answered(server: Running
     assert reply.usage_metadata["input_tokens"] > 0 and 0 < reply.usage_metadata["output_tokens"] <= 16
 
 
-def test_list_content_system_message_and_stop(server: RunningServer) -> None:
+def test_list_content_and_stop(server: RunningServer) -> None:
     model = chat(server, model="maya-lindqvist", max_tokens=40, extra_body=PLAIN)
-    messages = [SystemMessage("You answer with numbers only."),
-                HumanMessage(content=[{"type": "text", "text": "Count from one to twenty,"},
+    messages = [HumanMessage(content=[{"type": "text", "text": "Count from one to twenty,"},
                                       {"type": "text", "text": " separated by commas."}])]
     free = model.invoke(messages).content
     assert "," in free
@@ -46,7 +45,9 @@ def test_streaming_yields_the_same_text_as_invoke(server: RunningServer) -> None
     question = "Name one thing autovacuum does."
     pieces = [chunk.content for chunk in model.stream(question)]
     assert len([piece for piece in pieces if piece]) > 1  # really streamed, token by token
-    assert "".join(pieces) == model.invoke(question).content
+    # the same greedy tokens; the complete answer is the streamed text, ended (with …) when cut off
+    streamed, answered = " ".join("".join(pieces).split()), " ".join(model.invoke(question).content.split())
+    assert answered and streamed.startswith(answered.removesuffix("…").rstrip())
 
 
 def test_an_unknown_twin_is_an_error_langchain_raises(server: RunningServer) -> None:
