@@ -115,11 +115,11 @@ def twin_adapter(
 def _stop_reason(context: dg.AssetExecutionContext) -> str:
     """Why a training run was stopped: its `dagster/max_runtime` passed, or someone terminated it."""
     limit = context.run.tags.get(MAX_RUNTIME_TAG)
-    record = context.instance.get_run_record_by_id(context.run_id)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
     started = record.start_time if record is not None else None
     if limit and started is not None and time.time() - started >= float(limit):
-        return f"stopped: the run passed its {MAX_RUNTIME_TAG} of {limit} s (Dagster run {context.run_id})"
-    return f"stopped: Dagster run {context.run_id} was terminated (Terminate in the UI, Ctrl-C or a run timeout)"
+        return f"stopped: the run passed its {MAX_RUNTIME_TAG} of {limit} s (Dagster run {context.run.run_id})"
+    return f"stopped: Dagster run {context.run.run_id} was terminated (Terminate in the UI, Ctrl-C or a run timeout)"
 
 
 class EvaluationConfig(dg.Config):
