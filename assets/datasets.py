@@ -1,11 +1,13 @@
 """datasets/*: versioned instruct and preference datasets made from the cleaned snapshot."""
 
 import os
+import warnings
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from assets.features import cleaned_documents
+from assets.metadata import CHEAP, EXPENSIVE, selected_checks
 from assets.partitions import twin_partitions
 from resources import PostgresResource, TrainingResource
 from training import preference
@@ -13,7 +15,13 @@ from training.dataset_versions import MIN_TRAIN_ROWS, NotEnoughData, build_instr
 from training.instructions import LLMEndpoint, LLMInstructionGenerator, OfflineInstructionGenerator
 from twin.base_model import base_model_location
 
-DATASET_CHECKS = ("axolotl_format", "no_empty_fields", "minimum_size", "no_duplicate_pairs", "no_train_test_leakage")
+DATASET_CHECKS = {
+    "axolotl_format": "Every row is a [system, user, assistant] chat, the format Axolotl's chat_template loader reads.",
+    "no_empty_fields": "No row has an empty instruction, answer or message.",
+    "minimum_size": "At least min_train_rows training rows and one test row.",
+    "no_duplicate_pairs": "No (instruction, answer) pair appears twice.",
+    "no_train_test_leakage": "No document or passage is in both the train and the test split (held out by document).",
+}
 
 
 class InstructDatasetConfig(dg.Config):
@@ -26,6 +34,19 @@ class InstructDatasetConfig(dg.Config):
 
 
 INSTRUCT_KEY = dg.AssetKey(["datasets", "instruct"])
+# Automation requests a check in the same run as its asset (the asset is subsettable, so a run of
+# the asset alone would otherwise leave its checks out).
+WITH_ITS_ASSET = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+
+
+def _dataset_check_specs() -> list[dg.AssetCheckSpec]:
+    """The checks, partitioned like the asset so that automation can run them in its run (a
+    partitioned check spec is a Dagster preview feature: its warning is filtered as Dagster documents)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        return [dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True, description=description,
+                                  automation_condition=WITH_ITS_ASSET, partitions_def=twin_partitions)
+                for name, description in DATASET_CHECKS.items()]
 
 
 # A multi_asset of one so that its checks, like the asset, may be skipped (a twin with too little text).
@@ -33,13 +54,15 @@ INSTRUCT_KEY = dg.AssetKey(["datasets", "instruct"])
     name="datasets__instruct",
     specs=[dg.AssetSpec(
         INSTRUCT_KEY, deps=[cleaned_documents], group_name="training", kinds={"parquet", "mlflow"}, skippable=True,
+        tags=CHEAP,
         automation_condition=dg.AutomationCondition.eager(),
         description="Instruction → the author's own passage, split by document; parquet in the artifact store, "
-                    "one row per version in dataset_versions.",
+                    "one row per version in dataset_versions. Cheap with the offline generator (under a second); "
+                    "a new version starts training when continuous training is on.",
     )],
     partitions_def=twin_partitions,
     can_subset=True,
-    check_specs=[dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True) for name in DATASET_CHECKS],
+    check_specs=_dataset_check_specs(),
 )
 def instruct_dataset(
     context: dg.AssetExecutionContext,
@@ -83,10 +106,13 @@ def instruct_dataset(
             "instruction_mix": version.instruction_mix,
             "seconds": round(version.seconds, 2),
             "preview": dg.MetadataValue.md(_preview(version.local_dir)),
+            "dagster/row_count": version.train_rows + version.test_rows,
+            "dagster/column_schema": _parquet_schema(version.local_dir / "train.parquet"),
         },
         data_version=dg.DataVersion(version.fingerprint[:16]),
-        check_results=[dg.AssetCheckResult(asset_key=INSTRUCT_KEY, check_name=c.name, passed=c.passed,
-                                           metadata={"detail": c.description}) for c in checks],
+        check_results=selected_checks(context, [
+            dg.AssetCheckResult(asset_key=INSTRUCT_KEY, check_name=c.name, passed=c.passed,
+                                metadata={"detail": c.description}) for c in checks]),
     )
 
 
@@ -101,9 +127,11 @@ class PreferenceDatasetConfig(dg.Config):
     partitions_def=twin_partitions,
     group_name="training",
     kinds={"parquet"},
+    tags=EXPENSIVE,
     output_required=False,
     description="DPO pairs: chosen = the author's passage, rejected = the base model's answer to the "
-                "same instruction (train split only). Materialized on request, not automatically.",
+                "same instruction (train split only). Materialized on request, not automatically. Expensive: the "
+                "base model generates one answer per pair: minutes on CPU for the default 32 pairs.",
 )
 def preference_dataset(
     context: dg.AssetExecutionContext,
@@ -131,6 +159,12 @@ def preference_dataset(
                   "preview": dg.MetadataValue.md(_preview(version.local_dir, ("prompt", "chosen", "rejected")))},
         data_version=dg.DataVersion(version.fingerprint[:16]),
     )
+
+
+def _parquet_schema(path) -> dg.TableSchema:
+    import pyarrow.parquet as pq
+
+    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in pq.read_schema(path)])
 
 
 def _preview(folder, columns=("instruction_kind", "instruction", "output")) -> str:

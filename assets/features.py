@@ -5,14 +5,19 @@ import time
 import dagster as dg
 from tqdm import tqdm
 
-from assets.metadata import check_result, preview, step_metadata
+from assets.metadata import CHEAP, check_result, preview, selected_checks, step_metadata, table_metadata
 from assets.partitions import twin_partitions
 from assets.raw import raw_documents
 from resources import EmbeddingModelResource, PostgresResource
 from twin import features
 from twin.lag import pipeline_lag
 
-CHUNK_CHECKS = ("no_empty_chunks", "unique_chunk_ids", "documents_have_chunks", "chunks_fit_model_window")
+CHUNK_CHECKS = {
+    "no_empty_chunks": "No chunk of the twin is blank or has zero tokens.",
+    "unique_chunk_ids": "Chunk ids, and (document, position) pairs, are unique.",
+    "documents_have_chunks": "Every cleaned document with text has at least one chunk.",
+    "chunks_fit_model_window": "No chunk is longer than the embedding model's window (it would be truncated).",
+}
 
 
 @dg.asset(
@@ -21,7 +26,9 @@ CHUNK_CHECKS = ("no_empty_chunks", "unique_chunk_ids", "documents_have_chunks", 
     partitions_def=twin_partitions,
     group_name="features",
     kinds={"postgres"},
-    description="Cleaned text per document (table cleaned_documents): the fine-tuning snapshot.",
+    tags=CHEAP,
+    description="Cleaned text per document (table cleaned_documents): the fine-tuning snapshot. Cheap: "
+                "only new or changed documents are cleaned again (seconds per twin).",
 )
 def cleaned_documents(
     context: dg.AssetExecutionContext, postgres: PostgresResource
@@ -31,6 +38,7 @@ def cleaned_documents(
     with postgres.connection() as conn:
         counts = features.clean_documents(conn, twin)
         chrome = features.chrome_summary(conn, twin)
+        table = table_metadata(conn, "cleaned_documents", twin)
         sample = preview(
             conn,
             """SELECT category, title, length(content) AS characters, left(content, 120) AS text
@@ -39,7 +47,7 @@ def cleaned_documents(
         )
     removed = "\n".join(f"- {note}" for note in counts.notes) or "nothing removed in this run"
     return dg.MaterializeResult(
-        metadata={**step_metadata(counts, time.perf_counter() - started), **chrome,
+        metadata={**step_metadata(counts, time.perf_counter() - started), **chrome, **table,
                   "chrome_removed": dg.MetadataValue.md(removed), "preview": sample}
     )
 
@@ -50,9 +58,11 @@ def cleaned_documents(
     partitions_def=twin_partitions,
     group_name="features",
     kinds={"postgres"},
-    check_specs=[dg.AssetCheckSpec(name, asset=["features", "chunks"], blocking=True)
-                 for name in CHUNK_CHECKS],
-    description="Chunks with source attribution (table chunks), sized to the embedding model.",
+    check_specs=[dg.AssetCheckSpec(name, asset=["features", "chunks"], blocking=True, description=description)
+                 for name, description in CHUNK_CHECKS.items()],
+    tags=CHEAP,
+    description="Chunks with source attribution (table chunks), sized to the embedding model. Cheap: "
+                "only changed documents are re-chunked.",
 )
 def chunks(
     context: dg.AssetExecutionContext,
@@ -78,10 +88,11 @@ def chunks(
                ORDER BY document_id, position""",
             (twin,),
         )
+        table = table_metadata(conn, "chunks", twin)
     return dg.MaterializeResult(
-        metadata={**step_metadata(counts, time.perf_counter() - started), "chunker": policy.signature,
+        metadata={**step_metadata(counts, time.perf_counter() - started), **table, "chunker": policy.signature,
                   "preview": sample},
-        check_results=checks,
+        check_results=selected_checks(context, checks),
     )
 
 
@@ -91,9 +102,12 @@ def chunks(
     partitions_def=twin_partitions,
     group_name="features",
     kinds={"postgres", "pgvector"},
-    check_specs=[dg.AssetCheckSpec("embedding_dimension_matches", asset=["features", "embeddings"],
-                                   blocking=True)],
-    description="Chunk vectors (chunks.embedding, HNSW cosine index) from the embedding model.",
+    check_specs=[dg.AssetCheckSpec("embedding_dimension_matches", asset=["features", "embeddings"], blocking=True,
+                                   description="The model's vectors have the dimension of chunks.embedding, and "
+                                               "every chunk has a vector from the configured model.")],
+    tags=CHEAP,
+    description="Chunk vectors (chunks.embedding, HNSW cosine index) from the embedding model. Cheap: "
+                "only chunks without a vector are encoded (about 28 chunks/s on 2 CPU cores, docs/benchmarks.md).",
 )
 def embeddings(
     context: dg.AssetExecutionContext,
@@ -118,12 +132,13 @@ def embeddings(
         check = check_result("embedding_dimension_matches",
                              features.check_embeddings_match(conn, twin, embedder))
         lag = pipeline_lag(conn, embedder.model_id, embedding_model.chunking_policy().signature, twin=twin)
+        vectors = table_metadata(conn, "chunks", twin, "AND embedding IS NOT NULL")["dagster/row_count"]
     seconds = time.perf_counter() - started
     embedded = counts.new + counts.changed
     return dg.MaterializeResult(
-        metadata={**step_metadata(counts, seconds), "embedded": embedded,
+        metadata={**step_metadata(counts, seconds), "embedded": embedded, "dagster/row_count": vectors,
                   "model": embedder.model_id, "dimension": embedder.dimension,
                   "chunks_per_second": round(embedded / seconds, 2) if embedded else 0.0,
                   **(lag[0].as_metadata() if lag else {})},
-        check_results=[check],
+        check_results=selected_checks(context, [check]),
     )

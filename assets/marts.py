@@ -22,6 +22,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from assets.metadata import CHEAP
 from resources import PostgresResource
 from twin.analyst import dbt_environment
 from twin.errors import TwinError
@@ -73,6 +74,19 @@ class TwinDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "analytics"
 
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {**super().get_tags(dbt_resource_props), **CHEAP}
+
+    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
+                             project: Any) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return dg.AssetCheckSpec(
+            name=spec.name, asset=spec.asset_key, additional_deps=spec.additional_deps, blocking=spec.blocking,
+            metadata=spec.metadata, automation_condition=spec.automation_condition,
+            description=dbt_test_description(manifest["nodes"].get(unique_id, {})))
+
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         # Every source table exists from the migrations on, so a never-materialized upstream asset
         # (a twin not built yet, no training run yet) is no reason to wait. A model never built is
@@ -86,6 +100,26 @@ class TwinDbtTranslator(DagsterDbtTranslator):
             condition = condition | (dg.AutomationCondition.cron_tick_passed(TRAFFIC_REFRESH_CRON)
                                      & ~dg.AutomationCondition.in_progress())
         return condition
+
+
+def dbt_test_description(test: Mapping[str, Any]) -> str:
+    """What a dbt generic test asserts, in words (its own description when the YAML gives one)."""
+    if test.get("description"):
+        return str(test["description"])
+    metadata = test.get("test_metadata") or {}
+    kwargs = metadata.get("kwargs") or {}
+    column = f"`{kwargs.get('column_name') or test.get('column_name') or '?'}`"
+    name = metadata.get("name")
+    if name == "unique":
+        return f"dbt test: no two rows share a value of {column}."
+    if name == "not_null":
+        return f"dbt test: {column} is never null."
+    if name == "accepted_values":
+        return f"dbt test: {column} is one of {', '.join(map(str, kwargs.get('values') or []))}."
+    if name == "relationships":
+        target = str(kwargs.get("to", "")).removeprefix("ref('").removesuffix("')")
+        return f"dbt test: every {column} exists in {target}.{kwargs.get('field', '?')}."
+    return f"dbt test {name or test.get('name', '')} on {column}."
 
 
 dbt_translator = TwinDbtTranslator(

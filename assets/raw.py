@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from assets.metadata import preview
+from assets.metadata import CHEAP, preview, table_metadata
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
 from twin.features import features_pending
@@ -35,6 +35,7 @@ class RawDocumentsConfig(dg.Config):
     partitions_def=twin_partitions,
     group_name="raw",
     kinds={"postgres"},
+    tags=CHEAP,
     output_required=False,
     description=(
         "Raw documents of one twin (table raw_documents): imports the twin's sources from "
@@ -90,13 +91,14 @@ def raw_documents(
                ORDER BY published_at DESC NULLS LAST, url""",
             (twin,),
         )
+        table = table_metadata(conn, "raw_documents", twin)
     if total == 0:
         context.log.warning(f"Twin {twin} has no raw documents; add sources to twins.yaml or run `twin import`.")
     yield dg.MaterializeResult(
         metadata={
             "twin": twin, "documents": total, "articles": articles, "posts": posts,
             "repository_files": files, "seconds": round(time.perf_counter() - started, 3),
-            **_import_totals(summaries), "sources": _sources_table(summaries), "preview": sample,
+            **_import_totals(summaries), "sources": _sources_table(summaries), "preview": sample, **table,
             **({"source_fingerprint": fingerprint_before} if fingerprint_before else {}),
         },
         data_version=dg.DataVersion(fingerprint),

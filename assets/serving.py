@@ -8,6 +8,7 @@ import time
 
 import dagster as dg
 
+from assets.metadata import GPU_ONLY
 from assets.partitions import twin_partitions
 from resources.serving import Exl2Resource
 from serving.quantization import exl2_folder, log_exl2_model, measurement_path, pipes_command, require_local_cuda
@@ -27,12 +28,14 @@ prompt_logs = dg.AssetSpec(
     key=["models", "exl2"],
     deps=[dg.AssetKey(["models", "champion"])],
     partitions_def=twin_partitions,
-    group_name="serving",
+    group_name="gpu",
     kinds={"exllamav2", "mlflow"},
+    tags=GPU_ONLY,
     pool="training",  # GPU work: one at a time, with fine-tuning
     description="The twin's champion (or the base model) quantized to EXL2 (default 4.5 bits per weight) "
                 "with exllamav2's converter through Dagster Pipes; logged to MLflow next to its source "
-                "version. Needs CUDA.",
+                "version. CUDA only: on a host without a GPU it fails at once, before any work; in no job "
+                "and no automation.",
 )
 def exl2_model(
     context: dg.AssetExecutionContext, exl2: Exl2Resource, exl2_pipes: dg.PipesSubprocessClient

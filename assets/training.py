@@ -7,21 +7,27 @@ blocking check `beats_champion` gates models/champion, which moves the `champion
 """
 
 import json
+import time
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from assets.datasets import instruct_dataset
+from assets.metadata import CHEAP, EXPENSIVE, selected_checks
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, TrainingResource
+from resources.training import TrainingProcessFailed
 from training.axolotl_config import training_profile
 from training.dataset_versions import find_version, latest_version, training_texts
 from training.evaluation import EvalSettings, GatePolicy, StyleCorpus, evaluate, generic_prompts, load_examples
 from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
-from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
+from training.registry import (
+    CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, model_version_url, registered_model_name, run_url,
+)
 from twin.base_model import base_model_location
 from twin.search import search_chunks
 
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
 
 
@@ -37,11 +43,14 @@ class TrainingConfig(dg.Config):
     partitions_def=twin_partitions,
     group_name="training",
     kinds={"axolotl", "mlflow"},
+    tags=EXPENSIVE,
     pool=TRAINING_POOL,
     output_required=False,
     automation_condition=dg.AutomationCondition.eager(),
     description="LoRA adapter + merged model (Axolotl, through Dagster Pipes), registered in MLflow as "
-                "a new version of twin-<name> with alias `challenger`.",
+                "a new version of twin-<name> with alias `challenger`. Expensive: the cpu-demo profile's 24 steps "
+                "took 294 s on an idle 2-core CPU (much longer on a busy one), the gpu profile needs a CUDA "
+                "GPU; one fine-tune at a time (pool `training`). Skipped when this dataset was already trained.",
 )
 def twin_adapter(
     context: dg.AssetExecutionContext,
@@ -77,9 +86,14 @@ def twin_adapter(
                    if isinstance(value.value, (int, float)) and not isinstance(value.value, bool)}
         with postgres.connection() as conn:
             registered = register_trained_model(settings, conn, run, metrics)
-    except BaseException:
-        fail_training_run(settings, run)
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+        fail_training_run(settings, run, _stop_reason(context), status="KILLED")
         raise
+    except BaseException as error:
+        reason = error.reason if isinstance(error, TrainingProcessFailed) else f"{type(error).__name__}: {error}"
+        fail_training_run(settings, run, reason)
+        raise dg.Failure(f"Training {twin} failed: {reason}", metadata={"mlflow_run_id": run.run_id}) from error
+    experiment = configure_mlflow(settings).get_run(run.run_id).info.experiment_id
     yield dg.MaterializeResult(
         metadata={
             **(result.metadata or {}),
@@ -87,12 +101,25 @@ def twin_adapter(
             "version": registered.version,
             "alias": CHALLENGER,
             "mlflow_run_id": run.run_id,
+            "mlflow_run": dg.MetadataValue.url(run_url(settings, experiment, run.run_id)),
+            "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, registered.name, registered.version)),
+            "model_uri": f"models:/{registered.name}/{registered.version}",
             "dataset_fingerprint": dataset.fingerprint,
             "profile": profile.name,
             "base_model": base_model,
         },
         data_version=dg.DataVersion(f"{registered.name}/{registered.version}"),
     )
+
+
+def _stop_reason(context: dg.AssetExecutionContext) -> str:
+    """Why a training run was stopped: its `dagster/max_runtime` passed, or someone terminated it."""
+    limit = context.run.tags.get(MAX_RUNTIME_TAG)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record is not None else None
+    if limit and started is not None and time.time() - started >= float(limit):
+        return f"stopped: the run passed its {MAX_RUNTIME_TAG} of {limit} s (Dagster run {context.run.run_id})"
+    return f"stopped: Dagster run {context.run.run_id} was terminated (Terminate in the UI, Ctrl-C or a run timeout)"
 
 
 class EvaluationConfig(dg.Config):
@@ -109,6 +136,7 @@ class EvaluationConfig(dg.Config):
     partitions_def=twin_partitions,
     group_name="training",
     kinds={"mlflow"},
+    tags=EXPENSIVE,
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec("beats_champion", asset=["evaluation", "twin_eval"], blocking=True,
                                    description="The challenger's held-out perplexity is below the champion's "
@@ -116,7 +144,8 @@ class EvaluationConfig(dg.Config):
                                                "are attributed to the author at least as often.")],
     description="The challenger against the champion (or base model) on the held-out documents: "
                 "perplexity, authorship attribution share, Burrows' Delta, answer length, topical similarity. "
-                "Table evaluations + MLflow.",
+                "Table evaluations + MLflow. Expensive: perplexity plus generated answers from three models, "
+                "2-3 min on an idle 2-core CPU.",
 )
 def twin_eval(
     context: dg.AssetExecutionContext,
@@ -173,8 +202,11 @@ def twin_eval(
         client.log_metric(challenger.run_id, key, value)
     client.log_text(challenger.run_id, report.markdown(), "evaluation/report.md")
     client.log_dict(challenger.run_id, report.as_dict(), "evaluation/report.json")
-    client.set_model_version_tag(name, challenger.version, "eval_perplexity", f"{report.challenger.perplexity:.4f}")
-    client.set_model_version_tag(name, challenger.version, "eval_gate", report.reason)
+    decision = {"eval_gate": report.reason, "eval_promoted": str(report.promoted).lower(),
+                "eval_reference": report.reference.label, "eval_examples": str(report.examples),
+                **{key: f"{value:.4f}" for key, value in figures.items()}}
+    for key, value in decision.items():  # the decision and its figures, on the version itself
+        client.set_model_version_tag(name, challenger.version, key, value)
     with postgres.connection() as conn:
         conn.execute(
             """INSERT INTO evaluations (registered_model, version, twin, dataset_fingerprint, reference, examples,
@@ -196,11 +228,14 @@ def twin_eval(
                   "gate_policy": dg.MetadataValue.json(report.policy),
                   "generation_examples": report.generation_examples,
                   "held_out_prompt": report.prompts[0] if report.prompts else "",
+                  "mlflow_run": dg.MetadataValue.url(run_url(settings, client.get_run(challenger.run_id).info.experiment_id,
+                                                             challenger.run_id)),
+                  "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, name, challenger.version)),
                   "challenger_answer": _first_answer(report.challenger), "base_answer": _first_answer(report.base),
                   **{key: round(value, 4) for key, value in figures.items()}},
-        check_results=[dg.AssetCheckResult(
+        check_results=selected_checks(context, [dg.AssetCheckResult(
             check_name="beats_champion", passed=report.promoted, severity=dg.AssetCheckSeverity.ERROR,
-            description=report.reason, metadata={"reason": report.reason, "version": int(challenger.version)})],
+            description=report.reason, metadata={"reason": report.reason, "version": int(challenger.version)})]),
     )
 
 
@@ -214,6 +249,7 @@ def _first_answer(figures) -> str:
     partitions_def=twin_partitions,
     group_name="training",
     kinds={"mlflow"},
+    tags=CHEAP,
     automation_condition=dg.AutomationCondition.eager(),
     description="Moves the MLflow alias `champion` to the challenger that passed evaluation/twin_eval's gate.",
 )
@@ -236,6 +272,8 @@ def champion(context: dg.AssetExecutionContext, postgres: PostgresResource, trai
                                                   "previous_champion": version, "reason": "already champion"},
                                         data_version=dg.DataVersion(f"{name}/{version}"))
         client.set_registered_model_alias(name, CHAMPION, str(version))
+        client.set_model_version_tag(name, str(version), "promoted_from",
+                                     f"v{previous.version}" if previous is not None else "base model")
         conn.execute(
             "INSERT INTO promotions (registered_model, version, twin, previous_version) VALUES (%s, %s, %s, %s)",
             (name, version, twin, int(previous.version) if previous is not None else None),
@@ -243,7 +281,9 @@ def champion(context: dg.AssetExecutionContext, postgres: PostgresResource, trai
     context.log.info(f"{name} v{version} is the champion ({reason}).")
     return dg.MaterializeResult(
         metadata={"registered_model": name, "champion_version": version,
-                  "previous_champion": int(previous.version) if previous is not None else None, "reason": reason},
+                  "previous_champion": int(previous.version) if previous is not None else None, "reason": reason,
+                  "model_uri": f"models:/{name}@{CHAMPION}",
+                  "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, name, version))},
         data_version=dg.DataVersion(f"{name}/{version}"),
     )
 

@@ -324,12 +324,20 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from training.registry import configure_mlflow
+    from serving.monitoring import TRACE_EXPERIMENT
+    from training.registry import EXPERIMENT_PREFIX, configure_mlflow, ensure_experiment
 
-    configure_mlflow(settings)
+    client = configure_mlflow(settings)
+    url = f"http://127.0.0.1:{args.port}"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {settings.mlflow_tracking_uri}); Ctrl-C stops it")
+    print(f"MLflow UI on {url} (store {settings.mlflow_tracking_uri}); Ctrl-C stops it")
+    experiments = [e for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)
+                   and e.name != TRACE_EXPERIMENT]
+    for experiment in experiments:  # tags the older ones too, so each opens on its runs table
+        ensure_experiment(client, settings, experiment.name.removeprefix(EXPERIMENT_PREFIX))
+        print(f"  {experiment.name} runs: {url}/#/experiments/{experiment.experiment_id}/runs")
+    print(f"  registered models: {url}/#/models")
     os.execvp(command[0], command)
     return 0
 
@@ -367,6 +375,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
         return 0
+    print(f"answered by {result.answered_by}")
+    print()
     print(result.answer or "(the model returned no text)")
     print()
     if result.grounded is not None:
@@ -467,7 +477,7 @@ def _serve_once(settings: Settings, question: str, twin: str) -> int:
             raise TwinError(f"POST {url} answered {response.status_code}: {response.text[:300]}",
                             "run `twin serve` and check its log.")
         body = response.json()
-        print(f"POST {url} -> 200 ({body['model']} v{body['model_version']}, {body['backend']})")
+        print(f"POST {url} -> 200 ({body['backend']}); answered by {body['answered_by']}")
         print(body["answer"].strip() or "(the model returned no text)")
         if body.get("citations"):
             print(f"grounding: {body['citations']['grounding']:.0%} of sentences supported by a cited source")
@@ -549,14 +559,31 @@ def cmd_embedding_dim(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+# `dagster dev` is superseded by `dg dev`, which wants a `dg` project layout this repository does
+# not have; Dagster's documented way to hide a lifecycle warning is a warnings filter on it.
+DEV_HINT_FILTER = "ignore:Function `dev_command` is superseded:FutureWarning"
+
+
+def ui_command(settings: Settings, port: str) -> tuple[list[str], dict[str, str]]:
+    """The `dagster dev` command line and environment: absolute paths everywhere, so the code
+    server and run workers (other processes, another working directory) find the same TWIN_HOME
+    and training environment as this command did."""
     from orchestration.runs import prepare_dagster_home
 
-    prepare_dagster_home(settings)
-    os.environ["TWIN_HOME"] = str(settings.home)  # run workers must share this state folder
+    home = prepare_dagster_home(settings)
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    dagster = Path(sys.executable).with_name("dagster")
-    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-p", args.port])
+    env = {**os.environ, "TWIN_HOME": str(settings.home), "DAGSTER_HOME": str(home),
+           "TWIN_TRAINING_PYTHON": settings.training_python}
+    return [sys.executable, "-W", DEV_HINT_FILTER, "-m", "dagster", "dev", "-w", str(workspace), "-p", port], env
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    python = Path(settings.training_python)
+    if not python.exists():
+        print(f"warning: the training environment's Python {python} does not exist; training runs will fail "
+              "(run `make demo`, or set TWIN_TRAINING_PYTHON)", file=sys.stderr)
+    command, env = ui_command(settings, args.port)
+    os.execve(command[0], command, env)
 
 
 def _known_twin(conn: psycopg.Connection, name: str) -> str:

@@ -19,7 +19,7 @@ from orchestration.automation import (
     DEFAULT_LAG_CHECK_CRON, DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_lag_check_schedule,
     build_recrawl_schedule, source_change_sensor,
 )
-from orchestration.jobs import build_features_job, check_pipeline_lag_job, train_twin_job
+from orchestration.jobs import build_features_job, build_marts_job, check_pipeline_lag_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 from resources.serving import Exl2Resource, exl2_bits_from_env
 from twin.profiles import profiles_path
@@ -38,7 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
         asset_checks=[build_pipeline_lag_check(settings.lag_limit_seconds)],
-        jobs=[build_features_job, train_twin_job, check_pipeline_lag_job],
+        jobs=[build_features_job, train_twin_job, build_marts_job, check_pipeline_lag_job],
         sensors=[source_change_sensor, marts_automation_sensor,
                  build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
         executor=build_executor(),

@@ -15,12 +15,16 @@ from twin.settings import Settings
 
 
 # Telemetry off (offline); every concurrency pool holds one step at a time: the only pool is
-# `training`, so at most one fine-tune runs at once however many twins changed.
+# `training`, so at most one fine-tune runs at once however many twins changed. Run monitoring
+# (in the daemon `twin ui` starts) enforces a run's `dagster/max_runtime` tag by terminating it.
 DAGSTER_YAML = """telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
 """
 
 

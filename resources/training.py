@@ -4,6 +4,7 @@ process that trains (a local subprocess in the Axolotl environment, or an ECS GP
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from dagster_aws.s3 import S3Resource
 from training.artifacts import ArtifactStore
 from training.ecs import EcsTrainingTarget
 from training.finetune import PIPES_SCRIPT, TrainingRun
+from training.processes import popen_group, stop_group
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -61,6 +63,33 @@ class TrainingResource(dg.ConfigurableResource):
                     f"The training environment's Python {python} does not exist.",
                     "Run `make demo` (it creates .venv-train with Axolotl), or set TWIN_TRAINING_PYTHON.",
                 )
-            invocation = dg.PipesSubprocessClient().run(
-                command=[python, str(PIPES_SCRIPT)], context=context, extras=run.pipes_extras(), env=run.env)
+            invocation = run_pipes_process_group(context, [python, str(PIPES_SCRIPT)], run.env, run.pipes_extras())
         return invocation.get_materialize_result()
+
+
+class TrainingProcessFailed(Exception):
+    """The training process exited non-zero; `reason` is what it reported (or its exit code)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def run_pipes_process_group(context: dg.AssetExecutionContext, command: list[str], env: dict[str, str],
+                            extras: dict[str, str]) -> dg.PipesClientCompletedInvocation:
+    """PipesSubprocessClient's job, with the process in a group of its own: Terminate in the UI,
+    a `dagster/max_runtime` timeout or Ctrl-C kills the whole tree (the Pipes script and the
+    Axolotl process it started), and it returns only once every process of the group is gone."""
+    with dg.open_pipes_session(context=context, context_injector=dg.PipesTempFileContextInjector(),
+                               message_reader=dg.PipesTempFileMessageReader(), extras=extras) as session:
+        process = popen_group(command, env={**os.environ, **env, **session.get_bootstrap_env_vars()})
+        try:
+            code = process.wait()
+        except BaseException:  # DagsterExecutionInterruptedError (Terminate, max_runtime), KeyboardInterrupt
+            context.log.warning(f"Run interrupted: stopping the training process group {process.pid}.")
+            stop_group(process, log=context.log.info)
+            raise
+        if code != 0:
+            reported = [m["failure"] for m in session.get_custom_messages() if isinstance(m, dict) and "failure" in m]
+            raise TrainingProcessFailed(reported[-1] if reported else f"the training process exited with code {code}")
+    return dg.PipesClientCompletedInvocation(session)

@@ -301,8 +301,9 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             retrieval=retrieval, history=history, raw_messages=raw, **_caller(runtime, key)))
         created = int(time.time())
         model_id = twin or "base"
-        extra = {"sources": [s.as_json() for s in prepared.sources], "model_version": prepared.loaded.model.version,
-                 "model_alias": prepared.loaded.model.alias, "backend": prepared.loaded.backend.name}
+        extra = {"sources": [s.as_json() for s in prepared.sources], "twin": prepared.twin,
+                 "model_version": prepared.loaded.model.version, "model_alias": prepared.loaded.model.alias,
+                 "answered_by": runtime.service.answered_by(prepared), "backend": prepared.loaded.backend.name}
         if body.stream:
             async def events() -> AsyncIterator[str]:
                 head = {"id": prepared.request_id, "object": "chat.completion.chunk", "created": created,
@@ -357,6 +358,7 @@ def create_app(settings: Settings | None = None, config: ServingConfig | None = 
             head = {"request_id": prepared.request_id, "twin": prepared.twin,
                     "filters": prepared.log.prompt_variables.get("filters"),
                     "model": prepared.loaded.model.name, "model_version": prepared.loaded.model.version,
+                    "model_alias": prepared.loaded.model.alias, "answered_by": runtime.service.answered_by(prepared),
                     "backend": prepared.loaded.backend.name,
                     "sources": [s.as_json() for s in prepared.sources]}
             if body.stream:

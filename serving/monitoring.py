@@ -108,9 +108,10 @@ class Monitor:
         if mlflow.get_tracking_uri() != self.settings.mlflow_tracking_uri:
             self._experiment_id = None  # another component of this process pointed MLflow elsewhere
         if self._experiment_id is None:
-            from training.registry import configure_mlflow, experiment_id
+            from training.registry import TRACES_EXPERIMENT, configure_mlflow, experiment_id
 
-            self._experiment_id = experiment_id(configure_mlflow(self.settings), self.settings, TRACE_EXPERIMENT)
+            self._experiment_id = experiment_id(configure_mlflow(self.settings), self.settings, TRACE_EXPERIMENT,
+                                                TRACES_EXPERIMENT)
         start = entry.started_ns
         end = start + int((entry.total_ms or 0) * 1e6)
         root = mlflow.start_span_no_context(

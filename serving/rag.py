@@ -35,6 +35,7 @@ from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import GroundedAnswer
+from training.registry import ServingModel
 from twin.settings import Settings
 
 TWINS_TTL_S = 10.0
@@ -84,6 +85,17 @@ class PreparedRequest:
         return self.retrieval.context.sources if self.retrieval else []
 
 
+def answered_by(twin: str | None, author: str, model: ServingModel) -> str:
+    """Who answers, in one line: the twin and its model version, or why it is the base model."""
+    if twin is None:
+        return (f"no twin: none was chosen and the question names no author, so the base model {model.name} "
+                "answers from every author's writing")
+    if model.version is None:
+        return f"{author} ({twin}), with the base model {model.name}: this twin has no fine-tuned champion yet"
+    alias = f" ({model.alias})" if model.alias else ""
+    return f"{author} ({twin}), with {model.name} v{model.version}{alias}"
+
+
 @dataclass(frozen=True)
 class RagAnswer:
     answer: str
@@ -93,11 +105,13 @@ class RagAnswer:
     model_version: str | None
     backend: str
     request_id: str
+    answered_by: str
     grounded: GroundedAnswer | None = None
 
     def as_json(self) -> dict[str, object]:
         return {"answer": self.answer, "sources": [source.as_json() for source in self.sources],
                 "twin": self.twin, "model": self.model_name, "model_version": self.model_version,
+                "answered_by": self.answered_by,
                 "backend": self.backend, "request_id": self.request_id,
                 "citations": self.grounded.as_json() if self.grounded else None}
 
@@ -172,6 +186,9 @@ class RagService:
                 return candidate
         raise UnknownTwin(f"Unknown twin {name!r}; known twins: {', '.join(known) or 'none yet'}.",
                           "pick one of GET /v1/models, or import their writing first (twin import PATH).")
+
+    def answered_by(self, prepared: PreparedRequest) -> str:
+        return answered_by(prepared.twin, self.author_name(prepared.twin), prepared.loaded.model)
 
     def author_name(self, twin: str | None) -> str:
         if twin is None:
@@ -321,8 +338,8 @@ def answer_question(
             prepared.messages, max_tokens=limit, temperature=0.0, cancel=threading.Event())).strip()
         answer = service.finish(prepared, answer, "ok", None, (time.perf_counter() - started) * 1000, limit)
         model = prepared.loaded.model
-        return RagAnswer(answer, prepared.sources, slug, model.name, model.version,
-                         prepared.loaded.backend.name, prepared.request_id, prepared.grounded)
+        return RagAnswer(answer, prepared.sources, prepared.twin, model.name, model.version,
+                         prepared.loaded.backend.name, prepared.request_id, service.answered_by(prepared), prepared.grounded)
     finally:
         monitor.close()
         service.close()

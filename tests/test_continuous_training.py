@@ -4,7 +4,7 @@ changed, nothing when nothing changed, and one chain (not one per upstream run) 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from assets.datasets import instruct_dataset, preference_dataset
+from assets.datasets import DATASET_CHECKS, instruct_dataset, preference_dataset
 from assets.features import chunks, cleaned_documents, embeddings
 from assets.raw import raw_documents
 from assets.training import TRAINING_POOL, champion, twin_adapter, twin_eval
@@ -41,6 +41,8 @@ def test_changed_cleaned_data_requests_exactly_one_chain_and_nothing_otherwise()
         cleaned(instance, "ada")
         result = dg.evaluate_automation_conditions(defs=DEFS, instance=instance, asset_selection=TRAINING, cursor=result.cursor)
         assert requested(result) == {key: {"ada"} for key in CHAIN}  # the preference dataset is on request only
+        # the dataset's checks are requested with it (in its run), not left out of it
+        assert result.total_requested == len(CHAIN) + len(DATASET_CHECKS)
 
         result = dg.evaluate_automation_conditions(defs=DEFS, instance=instance, asset_selection=TRAINING, cursor=result.cursor)
         assert result.total_requested == 0  # unchanged since the last tick: no second chain
@@ -56,7 +58,7 @@ def test_a_backfill_of_twenty_twins_starts_one_chain_per_twin() -> None:
                 cleaned(instance, twin)
         result = dg.evaluate_automation_conditions(defs=DEFS, instance=instance, asset_selection=TRAINING, cursor=result.cursor)
         assert requested(result) == {key: set(twins) for key in CHAIN}
-        assert result.total_requested == 20 * len(CHAIN)
+        assert result.total_requested == 20 * (len(CHAIN) + len(DATASET_CHECKS))
 
 
 def test_training_runs_one_at_a_time_and_can_be_switched_off_alone() -> None:

@@ -57,3 +57,34 @@ def test_the_domain_packages_never_import_dagster() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.relative_to(REPO)}: {name}" for name in names if name.split(".")[0] in {"dagster", "assets", "orchestration", "resources"}]
     assert offenders == []
+
+
+def test_every_check_has_a_description_and_every_asset_says_what_it_costs() -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    undescribed = [key.to_user_string() for key in graph.asset_check_keys if not graph.get_check_spec(key).description]
+    assert undescribed == []  # dbt tests included
+    materializable = [key for key in graph.get_all_asset_keys() if graph.get(key).is_materializable]
+    costs = {key.to_user_string(): graph.get(key).tags.get("cost") for key in materializable}
+    assert set(costs.values()) == {"cheap", "expensive", "gpu-only"}, costs
+    assert costs["models/twin_adapter"] == "expensive" and costs["models/exl2"] == "gpu-only"
+    assert costs["features/embeddings"] == "cheap" and costs["marts/twin_content_stats"] == "cheap"
+    for key in materializable:
+        description = graph.get(key).description or ""
+        if costs[key.to_user_string()] != "cheap" and not key.path[0] in ("staging", "marts"):
+            assert "Expensive" in description or "CUDA only" in description, key
+
+
+def test_the_cheap_path_is_a_job_and_the_gpu_asset_is_in_none() -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    exl2 = dg.AssetKey(["models", "exl2"])
+    assert graph.get(exl2).group_name == "gpu"
+    jobs = {name: definitions.resolve_job_def(name) for name in ("build_features_job", "train_twin_job", "build_marts_job")}
+    for job in jobs.values():
+        assert exl2 not in job.asset_layer.selected_asset_keys
+    assert jobs["build_features_job"].description.startswith("Cheap")
+    assert jobs["build_marts_job"].description.startswith("Cheap")
+    assert jobs["train_twin_job"].description.startswith("Expensive")
+    features = {key.to_user_string() for key in jobs["build_features_job"].asset_layer.selected_asset_keys}
+    assert features == {"raw/documents", "features/cleaned_documents", "features/chunks", "features/embeddings"}

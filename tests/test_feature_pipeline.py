@@ -61,6 +61,16 @@ def test_rerun_embeds_nothing_edit_replaces_only_that_document_delete_removes_it
         first = pipeline.run("ada-byte")
         assert asset_metadata(first, "features/embeddings")["embedded"] > 0
         before = chunk_state(conn)
+        # how many rows a twin has, and what the table holds, as Dagster's table metadata
+        chunk_count = len(before)
+        assert asset_metadata(first, "raw/documents")["dagster/row_count"] == 3
+        assert asset_metadata(first, "features/cleaned_documents")["dagster/row_count"] == 3
+        assert asset_metadata(first, "features/chunks")["dagster/row_count"] == chunk_count >= 3
+        assert asset_metadata(first, "features/embeddings")["dagster/row_count"] == chunk_count
+        schema = asset_metadata(first, "features/chunks")["dagster/column_schema"]
+        columns = {column.name: column.type for column in schema.columns}
+        assert columns["embedding"] == "vector(384)" and columns["text"] == "text" and "search_vector" not in columns
+        assert "content" in {c.name for c in asset_metadata(first, "features/cleaned_documents")["dagster/column_schema"].columns}
 
         rerun = pipeline.run("ada-byte")
         assert asset_metadata(rerun, "features/cleaned_documents")["unchanged"] == 3

@@ -272,12 +272,26 @@ def test_champion_alias_move_is_served_without_restart(server: RunningServer, ba
         time.sleep(server.runtime.config.model_check_ttl_s + 0.1)
         after = rag(server, query="What happens to reefs in a heat wave?", twin="tomas-herrera").json()
         assert before["model"] == "SmolLM2-135M-Instruct" and before["model_version"] is None
+        assert before["answered_by"] == ("Tomás Herrera (tomas-herrera), with the base model SmolLM2-135M-Instruct: "
+                                         "this twin has no fine-tuned champion yet")
         assert after["model"] == name and after["model_version"] == str(version.version)
+        assert after["answered_by"] == f"Tomás Herrera (tomas-herrera), with {name} v{version.version} (champion)"
         assert prompt_log(server, after["request_id"])["model_alias"] == CHAMPION
     finally:
         client.delete_registered_model(name)
     time.sleep(server.runtime.config.model_check_ttl_s + 0.1)
     shutil.rmtree(folder)
+
+
+def test_an_answer_without_a_twin_says_the_base_model_answers(server: RunningServer, client: openai.OpenAI) -> None:
+    body = rag(server, query="What is a good way to learn a new programming language?").json()
+    assert body["twin"] is None and body["model_version"] is None
+    assert body["answered_by"].startswith("no twin: none was chosen and the question names no author, "
+                                          "so the base model SmolLM2-135M-Instruct answers")
+    completion = client.chat.completions.create(model="maya-lindqvist", max_tokens=4,
+                                                messages=[{"role": "user", "content": "Hello"}])
+    extra = completion.model_extra
+    assert extra["twin"] == "maya-lindqvist" and extra["answered_by"].startswith("Maya Lindqvist (maya-lindqvist)")
 
 
 def test_query_expansion_searches_the_llm_variants_too(server: RunningServer) -> None:

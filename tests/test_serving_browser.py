@@ -59,6 +59,24 @@ def test_chat_page_streams_an_answer_with_its_sources(
     assert links[0] == "https://medium.com/@priyaraman/cellular-automata-caves-from-noise"
     assert all("Priya Raman" in source.text for source in sources)
     assert browser.find_element(By.ID, "status").text == ""
+    # who answers: the twin picked, and the model (no fine-tuned champion in this store)
+    assert turn.get_attribute("data-twin") == "priya-raman"
+    assert turn.find_element(By.CSS_SELECTOR, ".who").text == (
+        "Answered by Priya Raman (priya-raman), with the base model SmolLM2-135M-Instruct: "
+        "this twin has no fine-tuned champion yet")
+
+    # another twin picked from the list answers the next question, and says so
+    Select(browser.find_element(By.ID, "twin")).select_by_visible_text("Maya Lindqvist")
+    question = browser.find_element(By.ID, "question")
+    question.clear()
+    question.send_keys("How do I keep tables from bloating?")
+    browser.find_element(By.ID, "send").click()
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#log .turn")) == 2)
+    second = browser.find_elements(By.CSS_SELECTOR, "#log .turn")[0]  # newest first
+    wait.until(lambda driver: second.get_attribute("data-state") in ("done", "error"))
+    assert second.get_attribute("data-state") == "done", browser.find_element(By.ID, "status").text
+    assert second.get_attribute("data-twin") == "maya-lindqvist"
+    assert second.find_element(By.CSS_SELECTOR, ".who").text.startswith("Answered by Maya Lindqvist (maya-lindqvist)")
     # a source whose URL is not http(s) is no link, and stored text is never markup
     hostile = browser.execute_script("""
         const list = document.createElement("ol");

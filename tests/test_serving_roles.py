@@ -71,11 +71,14 @@ def test_twin_ask_prints_the_answer_and_numbered_sources(
     assert main(["ask", "How do I keep Postgres tables from bloating when autovacuum falls behind?",
                  "--max-tokens", "8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["twin"] == "maya-lindqvist" or result["sources"][0]["author"] == "Maya Lindqvist"
+    assert result["sources"][0]["author"] == "Maya Lindqvist"
     assert result["sources"][0]["url"] == "https://medium.com/@mayalindqvist/postgres-vacuum-table-bloat-field-guide"
     assert [source["number"] for source in result["sources"]] == list(range(1, len(result["sources"]) + 1))
+    assert result["twin"] is None and result["answered_by"].startswith("no twin: none was chosen")
     assert main(["ask", "What is a watermark?", "--twin", "Maya Lindqvist", "--max-tokens", "8"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("answered by Maya Lindqvist (maya-lindqvist), with the base model SmolLM2-135M-Instruct: "
+                          "this twin has no fine-tuned champion yet\n")
     assert "sources (SmolLM2-135M-Instruct, transformers):" in out and "  [1] " in out
     assert main(["ask", "hello", "--twin", "nobody"]) == 2
     assert "Unknown twin 'nobody'" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """Fine-tuning for real: Axolotl in its own environment through Dagster Pipes on CPU, MLflow runs
 and registry, the evaluation gate, a training process killed midway, bad configuration."""
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from tests.conftest import SAMPLE_CORPUS, Pipeline, create_database
 from training.axolotl_config import PROFILES, axolotl_config, training_profile
 from training.ecs import EcsTrainingTarget
 from training.pipes_axolotl import parse_metrics
-from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, registered_model_name
+from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
 from twin.base_model import base_model_location, check_model_folder
 from twin.database import connect
 from twin.errors import TwinError
@@ -90,8 +92,52 @@ def _kill_axolotl_when_training(stop: threading.Event, killed: list[int]) -> Non
         time.sleep(0.5)
 
 
+def _terminate_when_training(stop: threading.Event, seen: list[tuple[int, int]]) -> None:
+    """Once this test's Axolotl process trains, SIGINT this process: what a Dagster run worker's
+    step receives on Terminate in the UI or when run monitoring enforces `dagster/max_runtime`."""
+    me = psutil.Process()
+    while not stop.is_set():
+        for process in me.children(recursive=True):
+            try:
+                cmdline = " ".join(process.cmdline())
+                group = os.getpgid(process.pid)
+            except (psutil.Error, ProcessLookupError):
+                continue
+            if "axolotl.cli.train" in cmdline:
+                seen.append((process.pid, group))
+                time.sleep(3)
+                if not stop.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)
+                return
+        time.sleep(0.5)
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
 @pytest.fixture(scope="module")
-def killed_run(env: TrainingEnv) -> tuple[dg.ExecuteInProcessResult, list[int]]:
+def terminated_run(env: TrainingEnv) -> tuple[dg.ExecuteInProcessResult, list[tuple[int, int]]]:
+    stop, seen = threading.Event(), []
+    watcher = threading.Thread(target=_terminate_when_training, args=(stop, seen), daemon=True)
+    watcher.start()
+    try:
+        result = env.materialize([instruct_dataset, twin_adapter], max_steps=500)
+    finally:
+        stop.set()
+        watcher.join(5)
+    return result, seen
+
+
+@pytest.fixture(scope="module")
+def killed_run(env: TrainingEnv, terminated_run) -> tuple[dg.ExecuteInProcessResult, list[int]]:
     stop, killed = threading.Event(), []
     watcher = threading.Thread(target=_kill_axolotl_when_training, args=(stop, killed), daemon=True)
     watcher.start()
@@ -109,16 +155,41 @@ def trained(env: TrainingEnv, killed_run) -> dg.ExecuteInProcessResult:
     return env.materialize()
 
 
+def _runs(env: TrainingEnv, status: str) -> list:
+    client = configure_mlflow(env.settings())
+    experiment = client.get_experiment_by_name(f"twin-{TWIN}").experiment_id
+    return client.search_runs([experiment], filter_string=f"attributes.status = '{status}'")
+
+
+def test_terminating_a_training_run_kills_its_process_tree_and_ends_the_mlflow_run_killed(
+        env: TrainingEnv, terminated_run) -> None:
+    result, seen = terminated_run
+    assert seen, "the Axolotl process was never seen"
+    axolotl, group = seen[0]
+    assert group != os.getpgid(0)  # the training tree runs in a process group of its own
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "models__twin_adapter"
+    assert failure.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+    assert not psutil.pid_exists(axolotl) and _group_members(group) == []  # nothing left, nothing re-parented
+    killed = _runs(env, "KILLED")
+    assert len(killed) == 1 and "was terminated" in killed[0].data.tags["failure_reason"]
+    assert _runs(env, "FINISHED") == [] and _runs(env, "RUNNING") == []
+    assert configure_mlflow(env.settings()).search_model_versions(f"name = '{registered_model_name(TWIN)}'") == []
+    time.sleep(2)  # had Axolotl survived, its MLflow callback would end the run FINISHED by now
+    assert _runs(env, "KILLED")[0].info.run_id == killed[0].info.run_id
+
+
 def test_a_training_process_killed_midway_fails_the_asset_and_registers_nothing(env: TrainingEnv, killed_run) -> None:
     result, killed = killed_run
     assert killed, "the Axolotl process was never seen"
     assert not result.success
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "models__twin_adapter"
-    assert "External execution process failed" in str(failure.step_failure_data.error)
+    assert "Axolotl exited with code -9" in str(failure.step_failure_data.error)
+    failed = _runs(env, "FAILED")
+    assert len(failed) == 1 and "Axolotl exited with code -9" in failed[0].data.tags["failure_reason"]
     client = configure_mlflow(env.settings())
-    runs = client.search_runs([client.get_experiment_by_name(f"twin-{TWIN}").experiment_id])
-    assert [run.info.status for run in runs] == ["FAILED"]
     assert client.search_model_versions(f"name = '{registered_model_name(TWIN)}'") == []
     with connect(env.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] == 0
@@ -135,7 +206,12 @@ def test_pipes_runs_axolotl_on_cpu_and_registers_a_challenger_in_mlflow(env: Tra
     assert {"train_loss", "eval_perplexity", "eval_topical_similarity", "eval_grounding"} <= set(run.data.metrics)
     assert run.data.params["profile.lora_r"] == "16" and run.inputs.dataset_inputs  # dataset logged as input
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"adapter", "merged_model", "config", "evaluation"} <= artifacts
+    assert {"adapter", "model", "config", "evaluation"} <= artifacts
+    assert run.data.tags.get("failure_reason") is None
+    assert str(adapter["mlflow_run"]).endswith(f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    assert str(adapter["mlflow_model_version"]).endswith("/#/models/twin-tomas-herrera/versions/1")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
     version = alias_version(client, TWIN, CHALLENGER)
     assert version is not None and int(version.version) == 1 and version.run_id == run.info.run_id
     with connect(env.database_url) as conn:
@@ -152,9 +228,37 @@ def test_the_first_challenger_beats_the_base_model_and_becomes_champion(env: Tra
     assert evaluation["style_measurable"] is False and "eval_attribution_share" not in evaluation
     assert "style not measurable" in evaluation["reason"] and "gated on perplexity alone" in evaluation["reason"]
     assert evaluation["held_out_prompt"] and "challenger_answer" in evaluation and "base_answer" in evaluation
-    assert int(alias_version(configure_mlflow(env.settings()), TWIN, CHAMPION).version) == 1
+    champion_version = alias_version(configure_mlflow(env.settings()), TWIN, CHAMPION)
+    assert int(champion_version.version) == 1
+    tags = champion_version.tags  # the promotion decision and its figures, on the version itself
+    assert tags["eval_promoted"] == "true" and tags["eval_gate"] == evaluation["reason"]
+    assert tags["eval_reference"] == "base model" and tags["promoted_from"] == "base model"
+    assert float(tags["eval_perplexity"]) == pytest.approx(evaluation["eval_perplexity"], abs=1e-3)
+    assert float(tags["eval_base_perplexity"]) == pytest.approx(evaluation["eval_base_perplexity"], abs=1e-3)
     with connect(env.database_url) as conn:
         assert conn.execute("SELECT version, previous_version FROM promotions").fetchall() == [(1, None)]
+
+
+def test_the_champion_loads_and_predicts_with_mlflow_pyfunc(env: TrainingEnv, trained) -> None:
+    import mlflow
+    import pandas as pd
+
+    configure_mlflow(env.settings())
+    model = mlflow.pyfunc.load_model(f"models:/{registered_model_name(TWIN)}@champion")
+    assert [column.name for column in model.metadata.get_input_schema().inputs] == ["question"]
+    assert model.metadata.get_params_schema().params[0].name == "max_new_tokens"
+    assert model.metadata.saved_input_example_info["type"] == "dataframe"
+    answers = model.predict(pd.DataFrame({"question": ["How do you keep a Postgres table from bloating?"]}),
+                            params={"max_new_tokens": 12})
+    assert len(answers) == 1 and answers[0].strip()
+    # the weights it loaded are the champion's (the folder serving loads)
+    loaded = model.unwrap_python_model().model.state_dict()
+    champion_version = alias_version(configure_mlflow(env.settings()), TWIN, CHAMPION)
+    from transformers import AutoModelForCausalLM
+
+    folder = local_model_folder(env.settings(), champion_version.source, registered_model_name(TWIN), "1")
+    name = next(key for key in loaded if key.endswith("q_proj.weight"))
+    assert torch.equal(loaded[name], AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).state_dict()[name])
 
 
 def test_an_unchanged_dataset_trains_nothing(env: TrainingEnv, trained) -> None:
@@ -171,14 +275,15 @@ def test_a_worse_challenger_is_not_promoted(env: TrainingEnv, trained, tmp_path:
     settings = env.settings()
     client = configure_mlflow(settings)
     champion_version = alias_version(client, TWIN, CHAMPION)
-    model = AutoModelForCausalLM.from_pretrained(champion_version.source, dtype=torch.float32)
+    champion_folder = local_model_folder(settings, champion_version.source, registered_model_name(TWIN), "1")
+    model = AutoModelForCausalLM.from_pretrained(champion_folder, dtype=torch.float32)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
     noisy = tmp_path / "noisy"
     model.save_pretrained(noisy)
-    AutoTokenizer.from_pretrained(champion_version.source).save_pretrained(noisy)
+    AutoTokenizer.from_pretrained(champion_folder).save_pretrained(noisy)
     name = registered_model_name(TWIN)
     worse = client.create_model_version(name, source=str(noisy), run_id=champion_version.run_id,
                                         tags={"dataset_fingerprint": champion_version.tags["dataset_fingerprint"]})
@@ -261,3 +366,22 @@ def test_ecs_pipes_target_runs_the_script_on_one_gpu(monkeypatch) -> None:
     assert {"type": "GPU", "value": "1"} in override["resourceRequirements"]
     assert {"name": "MLFLOW_RUN_ID", "value": "abc"} in override["environment"]
     assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == ["subnet-a", "subnet-b"]
+
+
+def test_a_stopped_run_names_its_max_runtime_or_a_terminate() -> None:
+    """The reason recorded on the MLflow run of a stopped training (run monitoring enforces
+    `dagster/max_runtime` by terminating the run, the same interrupt as Terminate)."""
+    from assets.training import _stop_reason
+
+    reasons: list[str] = []
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext) -> None:
+        reasons.append(_stop_reason(context))
+
+    with dg.instance_for_test() as instance:
+        dg.materialize([probe], instance=instance, tags={"dagster/max_runtime": "0"})
+        dg.materialize([probe], instance=instance, tags={"dagster/max_runtime": "3600"})
+        dg.materialize([probe], instance=instance)
+    assert reasons[0].startswith("stopped: the run passed its dagster/max_runtime of 0 s")
+    assert all("was terminated (Terminate in the UI" in reason for reason in reasons[1:])

@@ -2,7 +2,8 @@
 Axolotl YAML and environment, then (only after the process succeeded) the artifacts, the
 registered model version with alias `challenger`, and the `model_versions` row.
 
-A run that dies midway leaves its MLflow run marked FAILED and no model version: registration is
+A run that dies midway leaves its MLflow run FAILED (or KILLED when it was stopped: Terminate, a
+run timeout) with the reason in its `failure_reason` tag, and no model version: registration is
 the last step, and a failure inside it deletes the version it made.
 """
 
@@ -19,9 +20,12 @@ import psycopg
 from training.axolotl_config import TrainingProfile, axolotl_config, write_config
 from training.dataset_versions import DatasetVersion
 from training.registry import CHALLENGER, configure_mlflow, ensure_experiment, registered_model_name
+from twin.persona import persona_system
 from twin.settings import Settings
 
 PIPES_SCRIPT = Path(__file__).with_name("pipes_axolotl.py")
+PYFUNC_MODEL = Path(__file__).with_name("pyfunc_model.py")
+MODEL_ARTIFACT = "model"  # the run's artifact folder holding the pyfunc model (weights in artifacts/model)
 TRAINING_ENV = {
     "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true",
@@ -101,12 +105,41 @@ def start_training_run(settings: Settings, twin: str, dataset: DatasetVersion, p
     return TrainingRun(twin, run_id, profile, base_model, dataset, config_path, folder / "adapter", folder / "merged", env)
 
 
-def fail_training_run(settings: Settings, run: TrainingRun) -> None:
-    """Mark the MLflow run FAILED and drop its half-written files; nothing was registered."""
+FAILURE_REASON_TAG = "failure_reason"
+MLFLOW_TAG_LIMIT = 5000  # characters MLflow keeps in a tag value
+
+
+def fail_training_run(settings: Settings, run: TrainingRun, reason: str, status: str = "FAILED") -> None:
+    """End the MLflow run FAILED or KILLED with its reason, drop its half-written files; nothing
+    was registered. Called after the training process tree is gone, so nothing ends it later."""
     client = configure_mlflow(settings)
-    client.set_terminated(run.run_id, status="FAILED")
+    client.set_tag(run.run_id, FAILURE_REASON_TAG, reason[:MLFLOW_TAG_LIMIT])
+    client.set_terminated(run.run_id, status=status)
     shutil.rmtree(run.merged_dir, ignore_errors=True)
     shutil.rmtree(run.merged_dir.with_name(run.merged_dir.name + ".partial"), ignore_errors=True)
+
+
+def save_pyfunc_model(path: Path, merged_dir: Path, author: str) -> Path:
+    """The merged checkpoint as an MLflow pyfunc model (training/pyfunc_model.py) with a signature
+    and an input example, so MLflow's own tools load and serve it."""
+    import mlflow
+    import pandas as pd
+    import torch
+    import transformers
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    shutil.rmtree(path, ignore_errors=True)
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "question")]), outputs=Schema([ColSpec("string")]),
+                               params=ParamSchema([ParamSpec("max_new_tokens", "long", 128)]))
+    example = pd.DataFrame({"question": [f"What do you write about, {author}?"]})
+    mlflow.pyfunc.save_model(
+        path=str(path), python_model=str(PYFUNC_MODEL), artifacts={"model": str(merged_dir)},
+        signature=signature, input_example=(example, {"max_new_tokens": 32}),
+        model_config={"system_prompt": persona_system(author)},
+        pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                          f"transformers=={transformers.__version__}", "pandas"])
+    return path
 
 
 def register_trained_model(settings: Settings, conn: psycopg.Connection, run: TrainingRun, metrics: dict[str, float]) -> RegisteredVersion:
@@ -118,8 +151,10 @@ def register_trained_model(settings: Settings, conn: psycopg.Connection, run: Tr
     for key, value in metrics.items():
         client.log_metric(run.run_id, key, float(value))
     client.log_artifacts(run.run_id, str(run.output_dir), "adapter")
-    client.log_artifacts(run.run_id, str(run.merged_dir), "merged_model")
-    source = f"{client.get_run(run.run_id).info.artifact_uri}/merged_model"
+    row = conn.execute("SELECT name FROM twins WHERE slug = %s", (run.twin,)).fetchone()
+    model_dir = save_pyfunc_model(run.config_path.parent / "mlflow_model", run.merged_dir, row[0] if row else run.twin)
+    client.log_artifacts(run.run_id, str(model_dir), MODEL_ARTIFACT)
+    source = f"{client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -144,5 +179,6 @@ def register_trained_model(settings: Settings, conn: psycopg.Connection, run: Tr
         raise
     client.set_terminated(run.run_id, status="FINISHED")
     shutil.rmtree(run.merged_dir, ignore_errors=True)  # the registry's copy is the one that is served
+    shutil.rmtree(model_dir, ignore_errors=True)
     shutil.rmtree(run.config_path.parent / "prepared", ignore_errors=True)
     return RegisteredVersion(name, int(version.version), run.run_id, source)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -24,40 +26,71 @@ from pathlib import Path
 from dagster_pipes import PipesContext, open_dagster_pipes
 
 
+class Terminated(Exception):
+    """SIGTERM or SIGINT from the orchestrator (Terminate, a run timeout, Ctrl-C)."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     with open_dagster_pipes() as pipes:
-        config_path = Path(pipes.get_extra("config_path"))
-        output_dir = Path(pipes.get_extra("output_dir"))
-        merged_dir = Path(pipes.get_extra("merged_dir"))
-        base_model = str(pipes.get_extra("base_model"))
-        started = time.perf_counter()
-        steps = train(pipes, config_path)
-        train_seconds = time.perf_counter() - started
-        summary = steps.pop() if steps and "train_runtime" in steps[-1] else {}
-        if not (output_dir / "adapter_model.safetensors").is_file():
-            raise RuntimeError(f"Axolotl finished but wrote no adapter to {output_dir}.")
-        pipes.log.info("Merging the adapter into the base model...")
-        with _quiet_stderr():  # torchao/bitsandbytes print CUDA-kernel notes on CPU hosts at import
-            merge(base_model, output_dir, merged_dir)
-        losses = [step["loss"] for step in steps if "loss" in step]
-        tokens = sum(step.get("tokens/total", 0) for step in steps if "loss" in step)
-        pipes.report_asset_materialization(metadata={
-            "train_steps": {"raw_value": len(losses), "type": "int"},
-            "train_loss": {"raw_value": float(summary.get("train_loss", losses[-1] if losses else 0.0)), "type": "float"},
-            "first_loss": {"raw_value": float(losses[0]) if losses else 0.0, "type": "float"},
-            "last_loss": {"raw_value": float(losses[-1]) if losses else 0.0, "type": "float"},
-            "train_seconds": {"raw_value": round(train_seconds, 1), "type": "float"},
-            "trainer_runtime_s": {"raw_value": float(summary.get("train_runtime", 0.0)), "type": "float"},
-            "tokens": {"raw_value": int(tokens), "type": "int"},
-            "tokens_per_s": {"raw_value": round(tokens / float(summary["train_runtime"]), 2) if summary.get("train_runtime") else 0.0, "type": "float"},
-            "loss_curve": {"raw_value": _loss_table(steps), "type": "md"},
-        })
+        try:
+            run(pipes)
+        except Terminated:
+            raise
+        except Exception as error:  # the reason the orchestrator records on the MLflow run
+            pipes.report_custom_message({"failure": f"{type(error).__name__}: {error}"[:4000]})
+            raise
+
+
+def run(pipes: PipesContext) -> None:
+    """Train, merge, report the metrics as the asset's materialization."""
+    config_path = Path(pipes.get_extra("config_path"))
+    output_dir = Path(pipes.get_extra("output_dir"))
+    merged_dir = Path(pipes.get_extra("merged_dir"))
+    base_model = str(pipes.get_extra("base_model"))
+    started = time.perf_counter()
+    steps = train(pipes, config_path)
+    train_seconds = time.perf_counter() - started
+    summary = steps.pop() if steps and "train_runtime" in steps[-1] else {}
+    if not (output_dir / "adapter_model.safetensors").is_file():
+        raise RuntimeError(f"Axolotl finished but wrote no adapter to {output_dir}.")
+    pipes.log.info("Merging the adapter into the base model...")
+    with _quiet_stderr():  # torchao/bitsandbytes print CUDA-kernel notes on CPU hosts at import
+        merge(base_model, output_dir, merged_dir)
+    losses = [step["loss"] for step in steps if "loss" in step]
+    tokens = sum(step.get("tokens/total", 0) for step in steps if "loss" in step)
+    pipes.report_asset_materialization(metadata={
+        "train_steps": {"raw_value": len(losses), "type": "int"},
+        "train_loss": {"raw_value": float(summary.get("train_loss", losses[-1] if losses else 0.0)), "type": "float"},
+        "first_loss": {"raw_value": float(losses[0]) if losses else 0.0, "type": "float"},
+        "last_loss": {"raw_value": float(losses[-1]) if losses else 0.0, "type": "float"},
+        "train_seconds": {"raw_value": round(train_seconds, 1), "type": "float"},
+        "trainer_runtime_s": {"raw_value": float(summary.get("train_runtime", 0.0)), "type": "float"},
+        "tokens": {"raw_value": int(tokens), "type": "int"},
+        "tokens_per_s": {"raw_value": round(tokens / float(summary["train_runtime"]), 2) if summary.get("train_runtime") else 0.0, "type": "float"},
+        "loss_curve": {"raw_value": _loss_table(steps), "type": "md"},
+    })
 
 
 def train(pipes: PipesContext, config_path: Path) -> list[dict[str, float]]:
     """Run `python -m axolotl.cli.train` (no `accelerate launch`: one process, CPU or one GPU)."""
     command = [sys.executable, "-m", "axolotl.cli.train", str(config_path)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                               env=os.environ, preexec_fn=_die_with_parent)
+    try:
+        return _follow(pipes, process)
+    finally:  # stopped or failed here: Axolotl goes too, reaped by us (never left to PID 1)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _follow(pipes: PipesContext, process: subprocess.Popen) -> list[dict[str, float]]:
     tail: deque[str] = deque(maxlen=30)
     steps: list[dict[str, float]] = []
     assert process.stdout is not None
@@ -115,6 +148,15 @@ def merge(base_model: str, adapter_dir: Path, merged_dir: Path) -> None:
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(partial)
     shutil.rmtree(merged_dir, ignore_errors=True)
     partial.rename(merged_dir)
+
+
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends Axolotl SIGTERM if this process dies without cleaning up (kill -9)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

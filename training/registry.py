@@ -6,6 +6,7 @@ the base model.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,21 +53,46 @@ def configure_mlflow(settings: Settings):  # -> mlflow.MlflowClient (mlflow impo
     return client
 
 
+# What MLflow's UI opens an experiment on: the runs table for training, traces for serving.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT = "custom_model_development"
+TRACES_EXPERIMENT = "genai_development"
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `twin mlflow-ui`'s default address
+
+
 def ensure_experiment(client, settings: Settings, twin: str) -> str:
     """The twin's experiment id."""
     return experiment_id(client, settings, experiment_name(twin))
 
 
-def experiment_id(client, settings: Settings, name: str) -> str:
+def experiment_id(client, settings: Settings, name: str, kind: str = TRAINING_EXPERIMENT) -> str:
     """An experiment's id, created when missing; with the embedded store its artifacts go under
     TWIN_HOME/mlflow/artifacts (MLflow's own default is ./mlruns in the working directory)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the kind was set
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, kind)
         return experiment.experiment_id
     location = None
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         location = str(settings.mlflow_artifacts_dir / name.removeprefix(EXPERIMENT_PREFIX))
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: kind})
+
+
+def mlflow_ui_url(settings: Settings) -> str:
+    """Where a browser finds the MLflow UI: the tracking server itself, or `twin mlflow-ui`."""
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return (os.environ.get("TWIN_MLFLOW_UI_URL") or MLFLOW_UI_URL).rstrip("/")
+
+
+def run_url(settings: Settings, experiment: str, run_id: str) -> str:
+    return f"{mlflow_ui_url(settings)}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def model_version_url(settings: Settings, name: str, version: int | str) -> str:
+    return f"{mlflow_ui_url(settings)}/#/models/{name}/versions/{version}"
 
 
 def alias_version(client, twin: str, alias: str):  # -> ModelVersion | None
@@ -107,7 +133,7 @@ def local_model_folder(settings: Settings, source: str, name: str, version: str)
     local, otherwise a copy downloaded once into TWIN_HOME/models/registry."""
     parts = urlsplit(source)
     if parts.scheme in ("", "file"):
-        folder = Path(parts.path if parts.scheme else source)
+        folder = checkpoint_folder(Path(parts.path if parts.scheme else source))
         if not (folder / "config.json").is_file():
             raise TwinError(
                 f"Model {name} version {version} points at {folder}, which holds no model.",
@@ -117,15 +143,26 @@ def local_model_folder(settings: Settings, source: str, name: str, version: str)
     import mlflow
 
     target = settings.models_dir / "registry" / name / f"v{version}"
-    if (target / "config.json").is_file():
-        return target
+    if (checkpoint_folder(target) / "config.json").is_file():
+        return checkpoint_folder(target)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial)))
     target.parent.mkdir(parents=True, exist_ok=True)
     downloaded.rename(target)
     shutil.rmtree(partial, ignore_errors=True)
-    return target
+    return checkpoint_folder(target)
+
+
+def checkpoint_folder(folder: Path) -> Path:
+    """The Hugging Face checkpoint of a model version: the pyfunc model's `artifacts/model`
+    named in its MLmodel (training/pyfunc_model.py), or the folder itself (versions registered as a plain checkpoint)."""
+    import yaml
+
+    if not (folder / "MLmodel").is_file():
+        return folder
+    flavor = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))["flavors"]["python_function"]
+    return folder / flavor["artifacts"]["model"]["path"]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Settings:
             or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             artifacts_uri=os.environ.get("TWIN_ARTIFACTS_URI") or str(home / "artifacts"),
             base_model=os.environ.get("TWIN_BASE_MODEL") or None,
-            training_python=os.environ.get("TWIN_TRAINING_PYTHON") or str(_default_training_python()),
+            training_python=str(_training_python(os.environ.get("TWIN_TRAINING_PYTHON"))),
             lag_limit_seconds=_positive_seconds("TWIN_LAG_LIMIT_SECONDS", DEFAULT_LAG_LIMIT_SECONDS),
         )
 
@@ -74,6 +75,15 @@ def _positive_seconds(name: str, default: float) -> float:
     return value
 
 
-def _default_training_python() -> Path:
-    """The Axolotl environment `make` creates next to the platform's own (`.venv-train`)."""
-    return Path(__file__).resolve().parent.parent / ".venv-train" / "bin" / "python"
+def _training_python(given: str | None) -> Path:
+    """The Axolotl environment's Python as an absolute path, whatever the working directory: a
+    relative TWIN_TRAINING_PYTHON is taken from the folder it was set in, and the default is the
+    `.venv-train` that `make` creates in the checkout, else next to the running environment."""
+    if given:
+        return Path(given).expanduser().absolute()  # not resolve(): a venv's python is a symlink
+    candidates = [Path(__file__).resolve().parent.parent / ".venv-train",
+                  Path(sys.prefix).absolute().parent / ".venv-train"]
+    for folder in candidates:
+        if (folder / "bin" / "python").exists():
+            return folder / "bin" / "python"
+    return candidates[0] / "bin" / "python"

@@ -36,11 +36,12 @@ function addTurn(question) {
   const turn = document.createElement("section");
   turn.className = "turn";
   const q = document.createElement("div"); q.className = "question"; q.textContent = question;
+  const w = document.createElement("div"); w.className = "who";
   const a = document.createElement("div"); a.className = "answer";
   const s = document.createElement("ol"); s.className = "sources";
-  turn.append(q, a, s);
+  turn.append(q, w, a, s);
   log.prepend(turn);
-  return { answer: a, sources: s, turn };
+  return { who: w, answer: a, sources: s, turn };
 }
 
 function safeHttpUrl(url) {
@@ -106,7 +107,13 @@ document.getElementById("ask").addEventListener("submit", async (event) => {
         const line = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 2);
         if (!line.startsWith("data:")) continue;
         const message = JSON.parse(line.slice(5));
-        if (message.type === "sources") showSources(view.sources, message.sources);
+        if (message.type === "sources") {
+          // Who answers: the twin and its model version, or why it is the base model.
+          view.who.textContent = "Answered by " + message.answered_by;
+          view.turn.dataset.twin = message.twin || "";
+          view.turn.dataset.modelVersion = message.model_version || "";
+          showSources(view.sources, message.sources);
+        }
         else if (message.type === "token") view.answer.textContent += message.text;
         else if (message.type === "done") showAnswer(view, message);
         else if (message.type === "error") throw new Error(message.message);
