@@ -97,8 +97,8 @@ def test_rag_cites_the_answering_document(server: RunningServer, question: str, 
     body = response.json()
     assert body["sources"][0]["url"] == expected_url
     first = body["sources"][0]
-    assert first["number"] == 1 and first["title"] and first["snippet"] and first["score"] > 0
-    assert set(first) == {"number", "url", "title", "author", "category", "snippet", "score"}
+    assert first["number"] == 1 and first["title"] and first["snippet"] and 0.3 <= first["similarity"] <= 1
+    assert set(first) == {"number", "url", "title", "author", "category", "snippet", "similarity"}
 
 
 def test_self_query_filters_by_author(server: RunningServer) -> None:
