@@ -340,14 +340,14 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.embedding import load_embedder
+    from twin.embedding import load_query_encoder
     from twin.retrieval import QueryFilters, no_results_reason, search
 
     if not 1 <= args.k <= 100:
         raise TwinError(f"-k must be between 1 and 100 (got {args.k}).", "pass -k 5, for example.")
     with connect(database_url(settings)) as conn:
         twin = _known_twin(conn, args.twin) if args.twin else None
-        embedder = load_embedder(settings.embedding_model)
+        embedder = load_query_encoder(settings.embedding_model)
         result = search(conn, embedder, args.query, k=args.k, mode=args.mode,
                         filters=QueryFilters(twin=twin, category=args.category), self_query=args.self_query)
         reason = no_results_reason(conn, embedder.model_id, result.filters.twin) if not result.chunks else ""
@@ -514,10 +514,10 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
     from twin.analyst import vector_literal
-    from twin.embedding import load_embedder
+    from twin.embedding import load_query_encoder
     from twin.retrieval import encode_queries
 
-    print(vector_literal(encode_queries(load_embedder(settings.embedding_model), [args.text])[0].tolist()))
+    print(vector_literal(encode_queries(load_query_encoder(settings.embedding_model), [args.text])[0].tolist()))
     return 0
 
 

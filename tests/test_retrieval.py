@@ -4,6 +4,7 @@ the key scope inside SQL for every ranking, and the keyword leg's term table."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import psycopg
@@ -80,3 +81,29 @@ def test_the_keyword_leg_ranks_the_rare_words_first(conn: psycopg.Connection) ->
     ids = keyword_ranking(conn, "how do I use autovacuum", where, 5)
     texts = [conn.execute("SELECT text FROM chunks WHERE chunk_id = %s::uuid", (i,)).fetchone()[0] for i in ids]
     assert texts and all("autovacuum" in text.lower() for text in texts[:3])
+
+
+def test_the_light_query_encoder_gives_the_embedders_vectors(embedder: Embedder) -> None:
+    import numpy as np
+
+    from twin.embedding import QueryEncoder, load_query_encoder
+
+    encoder = load_query_encoder(embedder.model_id)
+    assert isinstance(encoder, QueryEncoder)  # the bundled MiniLM folder is a plain one
+    texts = ["postgres bloat", "How do I keep Postgres tables from bloating?", "kelp " * 400, "Tomás 🐢 señor"]
+    assert np.allclose(encoder.encode(texts), embedder.encode(texts), atol=1e-5)
+
+
+def test_twin_embed_prints_the_search_query_vector(sample_database: str, embedder: Embedder,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from orchestration.cli import main
+    from twin.retrieval import encode_queries
+
+    monkeypatch.setenv("DATABASE_URL", sample_database)
+    assert main(["embed", "<b>postgres</b> bloat"]) == 0
+    printed = np.array(json.loads(capsys.readouterr().out))
+    assert np.allclose(printed, encode_queries(embedder, ["postgres bloat"])[0], atol=1e-6)
+    assert main(["embed", "!!! ???"]) == 2 and "empty once cleaned" in capsys.readouterr().err

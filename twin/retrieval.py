@@ -26,7 +26,7 @@ from twin.errors import TwinError
 if TYPE_CHECKING:
     import numpy as np
 
-    from twin.embedding import Embedder
+    from twin.embedding import Embedder, QueryEncoder
 
 Mode = Literal["vector", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
@@ -125,7 +125,7 @@ def clean_query(text: str) -> str:
     return cleaned if any(character.isalnum() for character in cleaned) else ""
 
 
-def encode_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+def encode_queries(embedder: Embedder | QueryEncoder, texts: Sequence[str]) -> np.ndarray:
     """Unit vectors of `texts` cleaned like the documents (one batch); what search, `twin embed`
     and `/v1/embeddings` all use."""
     cleaned = [clean_query(text) for text in texts]
@@ -335,24 +335,28 @@ def vector_ranking(conn: psycopg.Connection, vector: np.ndarray, where: _Where, 
 def query_terms(conn: psycopg.Connection, text: str, where: _Where) -> tuple[list[str], list[str], str]:
     """(informative lexemes, every lexeme, the websearch tsquery) of `text`: user syntax ("quoted
     phrases", or, -word) through websearch_to_tsquery; informative = the rarest, by chunk_terms."""
-    query = conn.execute("SELECT websearch_to_tsquery('english', %s)::text", (text,)).fetchone()[0]
-    lexemes, negated = [], set()
-    for bang, lexeme in _LEXEME.findall(query):
-        lexeme = lexeme.replace("''", "'")
-        if bang:
-            negated.add(lexeme)
-        elif lexeme not in lexemes:
+    twins = "t.twin = %(twin)s" if "twin" in where.params else "TRUE"
+    if "scope" in where.params:
+        twins += " AND t.twin = ANY(%(scope)s)"
+    rows = conn.execute(  # one round trip: the parsed query and each lexeme's chunk count
+        f"""WITH q AS (SELECT websearch_to_tsquery('english', %(text)s) AS every)
+            SELECT q.every::text, m[1], m[2],
+                   (SELECT sum(t.chunks)::bigint FROM chunk_terms t
+                    WHERE t.lexeme = replace(m[2], '''''', '''') AND {twins})
+            FROM q, regexp_matches(q.every::text, %(pattern)s, 'g') WITH ORDINALITY AS r(m, position)
+            ORDER BY position""",
+        {**where.params, "text": text, "pattern": _LEXEME.pattern}).fetchall()
+    query = rows[0][0] if rows else ""
+    negated = {quoted.replace("''", "'") for _, bang, quoted, _ in rows if bang}
+    lexemes: list[str] = []
+    frequency: dict[str, int] = {}
+    for _, bang, quoted, chunks in rows:
+        lexeme = quoted.replace("''", "'")
+        if not bang and lexeme not in negated and lexeme not in lexemes:
             lexemes.append(lexeme)
-    lexemes = [lexeme for lexeme in lexemes if lexeme not in negated]
+            frequency[lexeme] = int(chunks or 0)
     if not lexemes:
         return [], [], query
-    twins = "twin = %(twin)s" if "twin" in where.params else "TRUE"
-    if "scope" in where.params:
-        twins += " AND twin = ANY(%(scope)s)"
-    frequency = dict(conn.execute(
-        f"""SELECT lexeme, sum(chunks)::bigint FROM chunk_terms
-            WHERE lexeme = ANY(%(lexemes)s) AND {twins} GROUP BY lexeme""",
-        {**where.params, "lexemes": lexemes}).fetchall())
     informative, total = [], 0
     for lexeme in sorted((lexeme for lexeme in lexemes if frequency.get(lexeme)),
                          key=lambda lexeme: (frequency[lexeme], lexeme)):
@@ -411,7 +415,7 @@ def fused_order(rankings: Sequence[Sequence[str]]) -> list[str]:
 
 def search(
     conn: psycopg.Connection,
-    embedder: Embedder,
+    embedder: Embedder | QueryEncoder,
     question: str,
     *,
     k: int = 5,
