@@ -321,13 +321,15 @@ def _where(filters: QueryFilters, model_id: str) -> _Where:
 def vector_ranking(conn: psycopg.Connection, vector: np.ndarray, where: _Where, limit: int,
                    ef_search: int = HNSW_EF_SEARCH) -> list[str]:
     """Chunk ids by cosine distance (HNSW), nearest first; filtered scans still return `limit`."""
-    with conn.transaction():
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # pgvector >= 0.8
+    # one round trip (a pipeline): BEGIN, the scan's settings (iterative scans: pgvector >= 0.8), the query, COMMIT
+    with conn.pipeline(), conn.transaction():
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(limit))}")
-        rows = conn.execute(
+        cursor = conn.execute(
             f"""SELECT chunk_id::text, embedding <=> %(vector)s AS distance FROM chunks WHERE {where.sql}
                 ORDER BY embedding <=> %(vector)s LIMIT %(limit)s""",
-            {**where.params, "vector": vector, "limit": limit}).fetchall()
+            {**where.params, "vector": vector, "limit": limit})
+    rows = cursor.fetchall()
     rows.sort(key=lambda row: (row[1], row[0]))  # relaxed order: re-sort
     return [row[0] for row in rows]
 
