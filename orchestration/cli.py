@@ -397,10 +397,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     version = f" v{result.model_version}" if result.model_version else ""
     print(f"sources ({result.model_name}{version}, {result.backend}):")
     if not result.sources:
-        from twin.retrieval import no_results_reason
+        from twin.retrieval import RELEVANCE_THRESHOLD, no_results_reason
 
         with connect(database_url(settings)) as conn:
-            print(f"  none found: {no_results_reason(conn, settings.embedding_model, result.twin)}")
+            reason = no_results_reason(conn, settings.embedding_model, result.twin)
+        if reason.startswith("nothing matched"):
+            reason = f"no chunk is similar enough to the question (similarity >= {RELEVANCE_THRESHOLD})"
+        print(f"  none: {reason}")
     for source in result.sources:
         print(f"  [{source.number}] {source.title} - {source.author} ({source.category}) {source.url}")
     return 0
