@@ -291,12 +291,12 @@ def test_query_expansion_searches_the_llm_variants_too(server: RunningServer) ->
 
 
 def test_an_off_topic_question_says_nothing_was_found_instead_of_answering(server: RunningServer) -> None:
-    response = rag(server, query="What is the weather in Lisbon tomorrow?", twin="maya-lindqvist")
+    response = rag(server, query="Give me a recipe for banana bread", twin="maya-lindqvist")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["sources"] == [] and body["answer"].startswith("I found nothing in Maya Lindqvist's writing on that")
     row = prompt_log(server, body["request_id"])
     assert row["status"] == "ok" and row["retrieved_chunk_ids"] == [] and row["retrieval_scores"] == []
     assert row["completion_tokens"] >= 1 and row["answer"] == body["answer"]  # logged, so the mart counts it
-    chat = rag(server, query="What is the weather in Lisbon tomorrow?", twin="maya-lindqvist", stream=True)
+    chat = rag(server, query="Give me a recipe for banana bread", twin="maya-lindqvist", stream=True)
     assert "I found nothing in Maya Lindqvist" in chat.text
