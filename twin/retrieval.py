@@ -43,7 +43,7 @@ MAX_QUERY_CHARS = 2000  # the model reads ~256 tokens; the keyword leg needs no 
 # A chunk at least this similar to the question may be answered from; when none is, the twin has
 # nothing on the question. Set from the labelled set (docs/benchmarks.md, Retrieval (c)): with
 # all-MiniLM-L6-v2 the best chunk of on-topic questions scores 0.198-0.8 and of off-topic ones
-# 0.19-0.36, so no value separates them; 0.25 answers 46 of 48 on-topic questions and refuses 6
+# 0.19-0.36, so no value separates them; 0.25 answers 46 of 48 on-topic questions and refuses 5-6
 # of 8 off-topic ones. The same number is dbt's var('relevance_threshold').
 RELEVANCE_THRESHOLD = 0.25
 CATEGORY_WORDS = {
