@@ -25,7 +25,7 @@ from training.registry import (
     CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, model_version_url, registered_model_name, run_url,
 )
 from twin.base_model import base_model_location
-from twin.search import search_chunks
+from twin.retrieval import QueryFilters, search
 
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
@@ -182,7 +182,8 @@ def twin_eval(
 
     def sources_for(instruction: str) -> list[str]:
         with postgres.connection() as conn:
-            return [hit.text for hit in search_chunks(conn, embedder, instruction, twin=twin, k=3)]
+            return [chunk.text for chunk in search(conn, embedder, instruction, k=3, filters=QueryFilters(twin=twin),
+                                                    self_query=False).chunks]
 
     report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
                       corpus, embedder, eval_settings, policy, sources_for)

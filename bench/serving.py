@@ -1,14 +1,12 @@
-"""Serving benchmark: writes its figures to docs/benchmarks.md.
+"""Serving benchmark: writes its figures to docs/benchmarks.md (retrieval at scale is
+bench/retrieval.py).
 
-  (a) retrieval latency p50/p95 of the hybrid search (HNSW cosine + full text, RRF), unfiltered and
-      filtered, and HNSW recall@10 against exact search, at 10k and 100k synthetic chunks
-      (clustered unit vectors and topic words, so both rankings have something to find);
   (b) RAG overhead per request excluding generation (self-query, embedding, hybrid search,
       packing, chat template) on the sample corpus;
   (c) API throughput and error rate with 16 concurrent clients on CPU (real SmolLM2 generation).
 
-Run: .venv/bin/python bench/serving.py   (about 10 minutes on 2 cores; --requests-per-client 1
-     and --scales 10000 for a quick run)
+Run: .venv/bin/python bench/serving.py   (about 5 minutes on 2 cores; --requests-per-client 1
+     for a quick run)
 """
 
 from __future__ import annotations
@@ -17,14 +15,12 @@ import argparse
 import json
 import os
 import platform
-import random
 import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date
@@ -43,7 +39,6 @@ from bench.report import replace_section  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.models import ModelManager  # noqa: E402
 from serving.rag import RagService  # noqa: E402
-from serving.retrieval import QueryFilters, hybrid_search_vectors  # noqa: E402
 from twin import features  # noqa: E402
 from twin.chunking import ChunkingPolicy  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
@@ -51,12 +46,6 @@ from twin.embedding import load_embedder  # noqa: E402
 from twin.settings import Settings  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
 
-DIM = 384
-TWINS = 10
-CATEGORIES = ("article", "post", "repository")
-CLUSTERS = 256
-QUERIES = 60
-SYNTHETIC_MODEL = "synthetic"
 QUESTIONS = [
     "How do I keep Postgres tables from bloating when autovacuum falls behind?",
     "What does Maya think about exactly-once delivery?",
@@ -73,7 +62,6 @@ QUESTIONS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scales", default="10000,100000")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--requests-per-client", type=int, default=2)
     args = parser.parse_args()
@@ -83,7 +71,6 @@ def main() -> None:
     server = start_embedded_postgres(embedded_postgres_dir(home))
     figures: dict[str, object] = {"machine": machine()}
     try:
-        figures["retrieval"] = [retrieval_at_scale(server, int(n)) for n in args.scales.split(",")]
         sample_url = sample_database(server)
         settings = replace(Settings.from_env(), database_url=sample_url)
         figures["rag_overhead"] = rag_overhead(settings)
@@ -107,121 +94,6 @@ def create_database(server_url: str, name: str) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-# --- (a) retrieval at scale ----------------------------------------------------------------------
-
-def retrieval_at_scale(server_url: str, n: int) -> dict[str, object]:
-    rng = np.random.default_rng(7)
-    random.seed(7)
-    name = f"bench_{n}"
-    url = create_database(server_url, name)
-    conn = connect(url)
-    centers = _unit(rng.normal(size=(CLUSTERS, DIM)))
-    words = [[_word(rng) for _ in range(30)] for _ in range(CLUSTERS)]
-    common = [_word(rng) for _ in range(200)]
-    cluster_of = rng.integers(0, CLUSTERS, size=n)
-    vectors = _unit(centers[cluster_of] + rng.normal(scale=0.06, size=(n, DIM))).astype(np.float32)
-    started = time.perf_counter()
-    conn.execute("DROP INDEX chunks_embedding_hnsw")
-    per_doc = 10
-    with conn.transaction():
-        for t in range(TWINS):
-            conn.execute("INSERT INTO twins (slug, name) VALUES (%s, %s)", (f"author-{t}", f"Author {t}"))
-        with conn.cursor().copy(
-            """COPY cleaned_documents (document_id, twin, category, platform, url, title, author, content,
-                                       content_hash, raw_hash, cleaner) FROM STDIN""") as copy:
-            for d in range(n // per_doc):
-                copy.write_row((d, f"author-{d % TWINS}", CATEGORIES[d % 3], "bench", f"https://b/{d}",
-                                f"doc {d}", f"Author {d % TWINS}", "x", "h", "h", "bench"))
-        with conn.cursor().copy(
-            """COPY chunks (chunk_id, document_id, twin, position, text, token_count, document_hash, chunker,
-                            url, title, author, category, embedding, embedding_model)
-               FROM STDIN WITH (FORMAT BINARY)""") as copy:
-            copy.set_types(["uuid", "int8", "text", "int4", "text", "int4", "text", "text", "text", "text",
-                            "text", "text", "vector", "text"])
-            for i in range(n):
-                d = i // per_doc
-                topic = words[cluster_of[i]]
-                text = " ".join(random.choices(topic, k=25) + random.choices(common, k=25))
-                copy.write_row((uuid.uuid4(), d, f"author-{d % TWINS}", i % per_doc, text, 50, "h", "bench",
-                                f"https://b/{d}", f"doc {d}", f"Author {d % TWINS}", CATEGORIES[d % 3],
-                                vectors[i], SYNTHETIC_MODEL))
-    load_s = time.perf_counter() - started
-    started = time.perf_counter()
-    conn.execute("SET maintenance_work_mem = '1GB'")
-    conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
-    conn.execute("ANALYZE chunks")
-    index_s = time.perf_counter() - started
-    query_clusters = rng.integers(0, CLUSTERS, size=QUERIES)
-    queries = _unit(centers[query_clusters] + rng.normal(scale=0.06, size=(QUERIES, DIM))).astype(np.float32)
-    texts = [" ".join(random.choices(words[c], k=4) + random.choices(common, k=2)) for c in query_clusters]
-    result: dict[str, object] = {"chunks": n, "load_s": round(load_s, 1), "hnsw_build_s": round(index_s, 1)}
-    for label, filters in (("unfiltered", QueryFilters()), ("twin filter (1/10)", QueryFilters(twin="author-3")),
-                           ("twin + category (1/30)", QueryFilters(twin="author-3", category="post"))):
-        hybrid_search_vectors(conn, SYNTHETIC_MODEL, texts[:1], [queries[0]], filters, limit=20)  # warm
-        timings, returned = [], []
-        for text, vector in zip(texts, queries, strict=True):
-            t0 = time.perf_counter()
-            hits = hybrid_search_vectors(conn, SYNTHETIC_MODEL, [text], [vector], filters, limit=20)
-            timings.append((time.perf_counter() - t0) * 1000)
-            returned.append(len(hits))
-        result[f"hybrid {label}"] = {"p50_ms": _pct(timings, 50), "p95_ms": _pct(timings, 95),
-                                     "min_rows_returned": min(returned)}
-        result[f"recall@10 {label}"] = recall_at_10(conn, queries, filters)
-        result[f"plan {label}"] = vector_plan(conn, queries[0], filters)
-    conn.close()
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}"')
-    return result
-
-
-def recall_at_10(conn: psycopg.Connection, queries: np.ndarray, filters: QueryFilters) -> float:
-    where, params = ["TRUE"], {}
-    if filters.twin:
-        where.append("twin = %(twin)s")
-        params["twin"] = filters.twin
-    if filters.category:
-        where.append("category = %(category)s")
-        params["category"] = filters.category
-    sql = f"SELECT chunk_id FROM chunks WHERE {' AND '.join(where)} ORDER BY embedding <=> %(q)s LIMIT 10"
-    found = total = 0
-    for vector in queries:
-        with conn.transaction():
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            conn.execute("SET LOCAL hnsw.ef_search = 100")  # what serving uses
-            approximate = {row[0] for row in conn.execute(sql, {**params, "q": vector})}
-        with conn.transaction():
-            conn.execute("SET LOCAL enable_indexscan = off")  # exact: a sequential scan and a sort
-            exact = {row[0] for row in conn.execute(sql, {**params, "q": vector})}
-        found += len(approximate & exact)
-        total += len(exact)
-    return round(found / total, 4)
-
-
-def vector_plan(conn: psycopg.Connection, vector: np.ndarray, filters: QueryFilters) -> str:
-    """Which path Postgres chose for the vector ranking: the HNSW index or exact (btree + sort)."""
-    where, params = ["embedding IS NOT NULL"], {"q": vector}
-    if filters.twin:
-        where.append("twin = %(twin)s")
-        params["twin"] = filters.twin
-    if filters.category:
-        where.append("category = %(category)s")
-        params["category"] = filters.category
-    with conn.transaction():
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        plan = "\n".join(row[0] for row in conn.execute(
-            f"EXPLAIN SELECT chunk_id FROM chunks WHERE {' AND '.join(where)} "
-            "ORDER BY embedding <=> %(q)s LIMIT 20", params))
-    return "HNSW" if "chunks_embedding_hnsw" in plan else "exact (planner)"
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-
-
-def _word(rng: np.random.Generator) -> str:
-    return "".join(rng.choice(list("bcdfghklmnprstvz")) + rng.choice(list("aeiou")) for _ in range(3))
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -321,21 +193,10 @@ def api_load(settings: Settings, clients: int, per_client: int, queued: int) -> 
 def write_report(path: Path, figures: dict[str, object]) -> None:
     lines = [f"## Serving (`bench/serving.py`, {date.today().isoformat()})", "",
              f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU ({figures['machine']}); embedded "
-             "PostgreSQL 18 + pgvector 0.8 (HNSW m=16, ef_construction=64; ef_search=100, iterative scans).", "",
-             "**(a) Retrieval at scale** (synthetic: 384-d clustered unit vectors, 256 topics, 10 twins x 3 "
-             f"categories, {QUERIES} queries; hybrid = HNSW top 20 + full text top 20, RRF; recall@10 of the "
-             "HNSW scan against exact search):", "",
-             "| chunks | load / HNSW build | filter | vector path | hybrid p50 | hybrid p95 | rows returned (min) | recall@10 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for scale in figures["retrieval"]:  # type: ignore[union-attr]
-        for label in ("unfiltered", "twin filter (1/10)", "twin + category (1/30)"):
-            hybrid = scale[f"hybrid {label}"]
-            lines.append(f"| {scale['chunks']:,} | {scale['load_s']} s / {scale['hnsw_build_s']} s | {label} | "
-                         f"{scale[f'plan {label}']} | "
-                         f"{hybrid['p50_ms']} ms | {hybrid['p95_ms']} ms | {hybrid['min_rows_returned']} | "
-                         f"{scale[f'recall@10 {label}']} |")
+             "PostgreSQL 18 + pgvector 0.8.", ""]
     rag = figures["rag_overhead"]
-    lines += ["", f"**(b) RAG overhead per request, generation excluded** (sample corpus, {rag['requests']} "
+    lines += ["Retrieval at scale (latency, recall, HNSW): the Retrieval section below (`bench/retrieval.py`).",
+              "", f"**(b) RAG overhead per request, generation excluded** (sample corpus, {rag['requests']} "
               "requests: self-query, query embedding, hybrid search, context packing, chat template): "
               f"p50 **{rag['prepare_p50_ms']} ms**, p95 {rag['prepare_p95_ms']} ms; of which retrieval "
               f"p50 {rag['retrieval_p50_ms']} ms, p95 {rag['retrieval_p95_ms']} ms.", "",
@@ -350,10 +211,7 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
     lines += ["", "With a queue of 8, sixteen clients overflow it and the excess gets an honest 429 at once; with "
               "a queue of 16 everyone waits their turn. No GPU was available, so ExLlamaV2 tokens/s were not "
               "measured.", "",
-              "Reading the figures: the unfiltered hybrid latency at 100k is the full-text leg, which ranks "
-              "every chunk sharing any word with the query (OR semantics; the synthetic text shares common "
-              "words widely); filters cut it to tens of milliseconds. Recall@10 is for `ef_search = 100` on "
-              "deliberately noisy synthetic vectors; raise `hnsw.ef_search` for more. In (c) each answer "
+              "Reading the figures: in (c) each answer "
               "spends most of its time in the prefill of a ~1,000-token prompt on 2 shared CPU cores, so "
               "latency is mostly queueing; the other engineers' test suites shared the machine."]
     replace_section(path, "Serving", "\n".join(lines))

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from tqdm import tqdm
@@ -15,15 +16,16 @@ from tqdm import tqdm
 from orchestration.operations import add_operations_commands
 from twin.database import connect, database_url, embedded_postgres_dir, set_embedding_column_dimension
 from twin.documents import twin_slug
-from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import CITATION_THRESHOLD
 from twin.raw_store import ImportSummary, list_twins
-from twin.search import SearchHit, no_results_reason, search_chunks
 from twin.sources.batch import store_batch
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl, jsonl_files
 from twin.sources.warehouse import read_warehouse_dump, warehouse_dumps
+
+if TYPE_CHECKING:
+    from twin.retrieval import RetrievedChunk
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample_corpus"
 DEMO_QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls behind?"
@@ -96,11 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--twin", help="one twin (name or slug); all twins when omitted")
     command.set_defaults(run=cmd_materialize)
 
-    command = commands.add_parser("search", help="semantic search over the chunks")
+    command = commands.add_parser("search", help="search the chunks (hybrid: vector + keyword, with self-query)")
     command.add_argument("query")
-    command.add_argument("--twin", help="only this twin (name or slug)")
+    command.add_argument("--twin", help="only this twin (name or slug); else the author the question names")
+    command.add_argument("--category", choices=["article", "post", "repository"], help="only this category")
+    command.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid",
+                         help="ranking: hybrid (default; vector and keyword fused by RRF), vector or keyword")
+    command.add_argument("--no-self-query", dest="self_query", action="store_false",
+                         help="take no author, category or date filter from the question's words")
     command.add_argument("-k", type=int, default=5, help="number of results (default 5)")
-    command.add_argument("--json", action="store_true", help="print a JSON list")
+    command.add_argument("--json", action="store_true", help="print the filters and results as JSON")
     command.set_defaults(run=cmd_search)
 
     command = commands.add_parser("serve", help="run the serving API (chat page, /v1, /metrics)")
@@ -343,18 +350,33 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from twin.embedding import load_query_encoder
+    from twin.retrieval import QueryFilters, no_results_reason, search
+
+    if not 1 <= args.k <= 100:
+        raise TwinError(f"-k must be between 1 and 100 (got {args.k}).", "pass -k 5, for example.")
     with connect(database_url(settings)) as conn:
         twin = _known_twin(conn, args.twin) if args.twin else None
-        embedder = load_embedder(settings.embedding_model)
-        hits = search_chunks(conn, embedder, args.query, twin=twin, k=args.k)
-        reason = no_results_reason(conn, embedder.model_id, twin) if not hits else ""
+        embedder = load_query_encoder(settings.embedding_model)
+        result = search(conn, embedder, args.query, k=args.k, mode=args.mode,
+                        filters=QueryFilters(twin=twin, category=args.category), self_query=args.self_query)
+        reason = no_results_reason(conn, embedder.model_id, result.filters.twin) if not result.chunks else ""
     if args.json:
-        print(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
+        print(json.dumps({"query": result.queries[0], "mode": result.mode, "filters": result.filters.describe(),
+                          "notes": list(result.notes), "results": [chunk.as_json() for chunk in result.chunks]},
+                         ensure_ascii=False, indent=2))
         return 0
-    if not hits:
+    shown = {name: value for name, value in result.filters.describe().items() if value}
+    filters = ", ".join(f"{name} {'..'.join(str(v or '') for v in value) if isinstance(value, list) else value}"
+                        for name, value in shown.items()) or "none"
+    print(f"{result.mode} search; filters: {filters}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if not result.chunks:
         print(f"no results: {reason}")
-    for rank, hit in enumerate(hits, start=1):
-        _print_hit(rank, hit)
+    for rank, chunk in enumerate(result.chunks, start=1):
+        _print_hit(rank, chunk)
+    print("(similarity: cosine similarity of the chunk to the question)")
     return 0
 
 
@@ -387,8 +409,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     version = f" v{result.model_version}" if result.model_version else ""
     print(f"sources ({result.model_name}{version}, {result.backend}):")
     if not result.sources:
+        from twin.retrieval import RELEVANCE_THRESHOLD, no_results_reason
+
         with connect(database_url(settings)) as conn:
-            print(f"  none found: {no_results_reason(conn, settings.embedding_model, result.twin)}")
+            reason = no_results_reason(conn, settings.embedding_model, result.twin)
+        if reason.startswith("nothing matched"):
+            reason = f"no chunk is similar enough to the question (similarity >= {RELEVANCE_THRESHOLD})"
+        print(f"  none: {reason}")
     for source in result.sources:
         print(f"  [{source.number}] {source.title} - {source.author} ({source.category}) {source.url}")
     return 0
@@ -407,7 +434,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         return status
     _print_chrome(settings)
     print(f"== 3/6 twin search {DEMO_QUESTION!r} -k 3")
-    cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, k=3, json=False), settings)
+    cmd_search(argparse.Namespace(query=DEMO_QUESTION, twin=None, category=None, mode="hybrid", self_query=True,
+                                  k=3, json=False), settings)
     print(f"== 4/6 twin train --twin {DEMO_TWIN}: dataset -> Axolotl LoRA on CPU (cpu-demo) -> evaluation -> promotion")
     status = cmd_train(argparse.Namespace(twin=DEMO_TWIN, profile="cpu-demo", max_steps=None), settings)
     if status:
@@ -500,9 +528,11 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_embed(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.analyst import query_embedding, vector_literal
+    from twin.analyst import vector_literal
+    from twin.embedding import load_query_encoder
+    from twin.retrieval import encode_queries
 
-    print(vector_literal(query_embedding(load_embedder(settings.embedding_model), args.text)))
+    print(vector_literal(encode_queries(load_query_encoder(settings.embedding_model), [args.text])[0].tolist()))
     return 0
 
 
@@ -611,11 +641,11 @@ def _print_import(summary: ImportSummary) -> None:
         print("  prune skipped: some lines were rejected; fix them and import again to prune")
 
 
-def _print_hit(rank: int, hit: SearchHit) -> None:
+def _print_hit(rank: int, hit: RetrievedChunk) -> None:
     date = hit.published_at.isoformat() if hit.published_at else "undated"
     snippet = " ".join(hit.text.split())
     snippet = snippet if len(snippet) <= 240 else snippet[:237] + "..."
-    print(f"{rank}. [{hit.score:.3f}] {hit.title} - {hit.author} ({hit.category}, {date})")
+    print(f"{rank}. [{hit.similarity:.3f}] {hit.title} - {hit.author} ({hit.category}, {date})")
     print(f"   {hit.url}")
     print(f"   {snippet}")
 

@@ -526,10 +526,11 @@ def _stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
 
 def _embed_queries(runtime: Runtime, texts: list[str]) -> list[list[float]]:
     """The same query encoder as search (clean_prose, then the platform's embedding model)."""
-    from twin.analyst import query_embeddings
     from twin.embedding import load_embedder
+    from twin.retrieval import encode_queries
 
-    return query_embeddings(load_embedder(runtime.settings.embedding_model), texts)
+    vectors = encode_queries(load_embedder(runtime.settings.embedding_model), texts)
+    return [[float(value) for value in vector] for vector in vectors]
 
 
 def _base64_floats(vector: list[float]) -> str:
@@ -667,6 +668,10 @@ async def _generate(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket,
 
     def produce() -> None:
         try:
+            if prepared.fixed_answer is not None:  # retrieval found nothing relevant: say so, generate nothing
+                put(prepared.fixed_answer)
+                put(_END)
+                return
             for piece in backend.stream(prepared.messages, max_tokens=max_tokens, temperature=temperature,
                                         cancel=cancel, seed=seed):
                 put(piece)

@@ -3,7 +3,7 @@ inline per sentence against the chunks that were in its prompt (`twin.grounding`
 
 from __future__ import annotations
 
-from serving.retrieval import PackedContext
+from serving.context import PackedContext
 from twin.embedding import Embedder
 from twin.grounding import GroundedAnswer, ground, trim_to_sentence
 

@@ -20,22 +20,21 @@ from serving.backends.base import Message
 from serving.config import ServingConfig
 from serving.models import LoadedModel, ModelManager, ModelUnavailable
 from serving.monitoring import Monitor, PromptLog
-from serving.retrieval import (
-    PackedContext,
-    QueryFilters,
-    RetrievedChunk,
-    Source,
-    hybrid_search,
-    pack_context,
-    rerank,
-    self_query_for,
-)
+from serving.context import PackedContext, Source, pack_context
 from twin.database import connect, database_url
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import GroundedAnswer
 from training.registry import ServingModel
+from twin.retrieval import (
+    OutOfScope,
+    QueryFilters,
+    RetrievedChunk,
+    scoped_filters,
+    search,
+    self_query_for,
+)
 from twin.settings import Settings
 
 TWINS_TTL_S = 10.0
@@ -49,22 +48,19 @@ class DatabaseUnavailable(TwinError):
     """PostgreSQL cannot be reached (503)."""
 
 
-class OutOfScope(TwinError):
-    """The only twin a request can be about is one the caller's API key does not cover (403)."""
-
-    def __init__(self, twin: str) -> None:
-        super().__init__(f"This API key is not allowed to use twin {twin!r}.",
-                         "ask about a twin your key covers (GET /v1/models lists them).")
-        self.twin = twin
-
-
 @dataclass
 class Retrieval:
     filters: QueryFilters
+    notes: tuple[str, ...]  # what self-query saw and did not use (a shared name, a vague date)
     queries: list[str]
-    candidates: list[RetrievedChunk]
+    candidates: list[RetrievedChunk]  # best first; the relevant ones may become the context
     context: PackedContext
     ms: float
+
+    @property
+    def found_nothing(self) -> bool:
+        """No chunk passed the relevance threshold: the answer says so instead of guessing."""
+        return not self.context.chunks
 
 
 @dataclass
@@ -79,6 +75,7 @@ class PreparedRequest:
     log: PromptLog
     started: float = field(default_factory=time.perf_counter)
     grounded: GroundedAnswer | None = None  # set by RagService.finish for a retrieval answer
+    fixed_answer: str | None = None  # the answer when retrieval found nothing relevant (no generation)
 
     @property
     def sources(self) -> list[Source]:
@@ -198,31 +195,28 @@ class RagService:
         return dict(self.twins()).get(twin, twin)
 
     # --- retrieval ------------------------------------------------------------------------
-    def retrieve(self, question: str, filters: QueryFilters, k: int, loaded: LoadedModel,
-                 expand: int | None = None) -> Retrieval:
+    def retrieve(self, question: str, filters: QueryFilters, notes: tuple[str, ...], k: int,
+                 loaded: LoadedModel, expand: int | None = None) -> Retrieval:
+        """twin/retrieval.py's hybrid search with the request's filters; the chunks that pass the
+        relevance threshold and fit the budget become the context."""
         started = time.perf_counter()
-        queries = [question, *self.expand_query(question, loaded, expand)]
+        expansions = self.expand_query(question, loaded, expand)
         embedder = load_embedder(self.settings.embedding_model)
         with self.connection() as conn:
-            candidates = hybrid_search(conn, embedder, queries, filters, k=k)
-        if self.config.reranker_model:
-            candidates = rerank(self.config.reranker_model, question, candidates)
-        context = pack_context(candidates, k=k, token_budget=self.config.context_token_budget,
+            result = search(conn, embedder, question, k=k, filters=filters, self_query=False,
+                            expansions=expansions, candidates=max(4 * k, 20),
+                            reranker=self.config.reranker_model)
+        context = pack_context(result.relevant, k=k, token_budget=self.config.context_token_budget,
                                count_tokens=loaded.backend.count_tokens)
-        return Retrieval(filters, queries, candidates, context, (time.perf_counter() - started) * 1000)
+        return Retrieval(filters, notes, result.queries, result.chunks, context,
+                         (time.perf_counter() - started) * 1000)
 
     def filters_for(self, question: str, twin: str | None, category: str | None,
-                    scope: frozenset[str] | None) -> QueryFilters:
+                    scope: frozenset[str] | None) -> tuple[QueryFilters, tuple[str, ...]]:
         """The request's filters: its own, else the ones self-query finds in the question, always
         within `scope` (self-query may narrow a key's twins, never widen them)."""
-        found = self_query_for(self.twins()).filters(question)
-        twin = twin or found.twin
-        if scope is not None and twin is not None and twin not in scope:
-            raise OutOfScope(twin)
-        if scope is not None and not scope:
-            raise OutOfScope("any")
-        return QueryFilters(twin=twin, category=category or found.category,
-                            scope=None if scope is None or twin is not None else scope)
+        found = self_query_for(self.twins()).parse(question)
+        return scoped_filters(found.filters, twin, category, scope), found.notes
 
     def expand_query(self, question: str, loaded: LoadedModel, expand: int | None) -> list[str]:
         """n rewrites of the question by the LLM (off unless configured or asked for)."""
@@ -247,15 +241,16 @@ class RagService:
         if scope is not None and twin is not None and twin not in scope:
             raise OutOfScope(twin)
         filters: QueryFilters | None = None
+        notes: tuple[str, ...] = ()
         if retrieval and self.with_database:
-            filters = self.filters_for(question, twin, category, scope)  # "what does Maya say..."
+            filters, notes = self.filters_for(question, twin, category, scope)  # "what does Maya say..."
             twin = filters.twin
         loaded = self.models.get(twin)
         k = k or self.config.retrieval_k
         author = self.author_name(twin)
         found: Retrieval | None = None
         if filters is not None:
-            found = self.retrieve(question, filters, k, loaded, expand)
+            found = self.retrieve(question, filters, notes, k, loaded, expand)
             messages = prompts.rag_messages(author, found.context.text, question, history)
             template, variables = prompts.RAG_SYSTEM, {"author": author, "context": found.context.text,
                                                        "question": question}
@@ -271,15 +266,19 @@ class RagService:
             prompt=prompt, twin=twin, model_name=loaded.model.name, model_version=loaded.model.version,
             model_alias=loaded.model.alias, backend=loaded.backend.name,
             retrieved_chunk_ids=[chunk.chunk_id for chunk in chunks],
-            retrieval_scores=[chunk.score for chunk in chunks],
+            retrieval_scores=[chunk.similarity for chunk in chunks],
             prompt_tokens=loaded.backend.count_tokens(prompt),
             retrieval_ms=round(found.ms, 2) if found else None, api_key_id=api_key_id)
+        fixed_answer = None
         if found is not None:
-            entry.prompt_variables["filters"] = {"twin": found.filters.twin, "category": found.filters.category}
-            if found.filters.scope is not None:  # what a scoped key limited the search to
-                entry.prompt_variables["filters"]["scope"] = sorted(found.filters.scope)
+            entry.prompt_variables["filters"] = found.filters.describe()  # with scope, when a key limited it
+            if found.notes:
+                entry.prompt_variables["filters"]["notes"] = list(found.notes)
             entry.prompt_variables["queries"] = found.queries  # the question and its expansions
-        return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry)
+            if found.found_nothing:
+                fixed_answer = nothing_found(author if twin else None)
+        return PreparedRequest(request_id, endpoint, twin, question, messages, loaded, found, entry,
+                               fixed_answer=fixed_answer)
 
     def finish(self, prepared: PreparedRequest, answer: str, status: str, error: str | None,
                generation_ms: float, max_tokens: int | None = None) -> str:
@@ -289,7 +288,7 @@ class RagService:
         entry.completion_tokens = prepared.loaded.backend.count_tokens(answer) if answer else 0
         if status == "ok":
             answer = citations.finished_text(answer, max_tokens is not None and entry.completion_tokens >= max_tokens)
-            if prepared.retrieval is not None:
+            if prepared.retrieval is not None and prepared.fixed_answer is None:
                 prepared.grounded = citations.cite(answer, prepared.retrieval.context,
                                                    load_embedder(self.settings.embedding_model))
                 answer, entry.grounding = prepared.grounded.text, round(prepared.grounded.grounding, 4)
@@ -307,6 +306,13 @@ class RagService:
             for conn in self._pool:
                 conn.close()
             self._pool.clear()
+
+
+def nothing_found(author: str | None) -> str:
+    """The answer to an off-topic question: no chunk passed the relevance threshold."""
+    whose = f"{author}'s writing" if author else "the twins' writing"
+    return (f"I found nothing in {whose} on that, so I will not answer it from nothing. "
+            "Ask about something the author has written on.")
 
 
 def answer_question(
@@ -334,7 +340,7 @@ def answer_question(
             raise error.error from error
         started = time.perf_counter()
         limit = max_tokens or config.default_max_tokens
-        answer = "".join(prepared.loaded.backend.stream(
+        answer = prepared.fixed_answer or "".join(prepared.loaded.backend.stream(
             prepared.messages, max_tokens=limit, temperature=0.0, cancel=threading.Event())).strip()
         answer = service.finish(prepared, answer, "ok", None, (time.perf_counter() - started) * 1000, limit)
         model = prepared.loaded.model

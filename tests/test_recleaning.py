@@ -13,7 +13,7 @@ from twin.cleaning import Cleaned
 from twin.documents import Category, RawDocument
 from twin.embedding import Embedder
 from twin.raw_store import store_documents
-from twin.search import search_chunks
+from twin.retrieval import QueryFilters, search
 
 AUTHOR = "Noa Feld"
 TWIN = "noa-feld"
@@ -112,7 +112,7 @@ def test_a_search_in_plain_letters_finds_a_styled_letter_document(conn: psycopg.
                           "", text, None) for n, text in enumerate(TEXTS.values(), start=2)]
     store_documents(conn, "test", [styled, *others], [])
     run_features(conn, embedder)
-    [hit, *_] = search_chunks(conn, embedder, "ZenML pipeline step caching", twin=TWIN, k=3)
+    [hit, *_] = search(conn, embedder, "ZenML pipeline step caching", k=3, filters=QueryFilters(twin=TWIN)).chunks
     assert hit.url == styled.url
     assert hit.text.startswith("ZenML pipelines cache every step's output") and "That is the whole trick." in hit.text
     keyword = conn.execute("SELECT url FROM chunks WHERE search_vector @@ plainto_tsquery('english', 'ZenML')").fetchall()

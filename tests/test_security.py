@@ -37,7 +37,7 @@ from twin.database import CREDENTIALS_FILE, connect, embedded_postgres_dir
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.raw_store import store_documents
-from twin.search import no_results_reason
+from twin.retrieval import no_results_reason
 from twin.sources.articles import extract_article
 from twin.sources.batch import store_batch
 from twin.sources.exports import read_export

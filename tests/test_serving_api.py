@@ -97,8 +97,8 @@ def test_rag_cites_the_answering_document(server: RunningServer, question: str, 
     body = response.json()
     assert body["sources"][0]["url"] == expected_url
     first = body["sources"][0]
-    assert first["number"] == 1 and first["title"] and first["snippet"] and first["score"] > 0
-    assert set(first) == {"number", "url", "title", "author", "category", "snippet", "score"}
+    assert first["number"] == 1 and first["title"] and first["snippet"] and 0.3 <= first["similarity"] <= 1
+    assert set(first) == {"number", "url", "title", "author", "category", "snippet", "similarity"}
 
 
 def test_self_query_filters_by_author(server: RunningServer) -> None:
@@ -107,8 +107,10 @@ def test_self_query_filters_by_author(server: RunningServer) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["filters"]["twin"] == "maya-lindqvist" and body["twin"] == "maya-lindqvist"
-    assert len(body["sources"]) >= 2
-    assert {source["author"] for source in body["sources"]} == {"Maya Lindqvist"}
+    # Maya never wrote about caves: her chunks are all below the relevance threshold or hers alone
+    assert {source["author"] for source in body["sources"]} <= {"Maya Lindqvist"}
+    if not body["sources"]:
+        assert body["answer"].startswith("I found nothing in Maya Lindqvist's writing on that")
     # and a category word becomes a category filter
     response = rag(server, query="In his posts, what did Tomas say about sea turtle hatchlings?")
     body = response.json()
@@ -302,3 +304,15 @@ def test_query_expansion_searches_the_llm_variants_too(server: RunningServer) ->
     assert queries[0] == "How do I make procedural caves feel connected?"
     assert 1 <= len(queries) <= 3 and all(isinstance(query, str) and query for query in queries)
     assert {source["author"] for source in response.json()["sources"]} == {"Priya Raman"}
+
+
+def test_an_off_topic_question_says_nothing_was_found_instead_of_answering(server: RunningServer) -> None:
+    response = rag(server, query="Give me a recipe for banana bread", twin="maya-lindqvist")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["sources"] == [] and body["answer"].startswith("I found nothing in Maya Lindqvist's writing on that")
+    row = prompt_log(server, body["request_id"])
+    assert row["status"] == "ok" and row["retrieved_chunk_ids"] == [] and row["retrieval_scores"] == []
+    assert row["completion_tokens"] >= 1 and row["answer"] == body["answer"]  # logged, so the mart counts it
+    chat = rag(server, query="Give me a recipe for banana bread", twin="maya-lindqvist", stream=True)
+    assert "I found nothing in Maya Lindqvist" in chat.text

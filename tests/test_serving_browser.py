@@ -81,6 +81,6 @@ def test_chat_page_streams_an_answer_with_its_sources(
     hostile = browser.execute_script("""
         const list = document.createElement("ol");
         showSources(list, [{number: 1, url: "javascript:alert(1)", title: "<b>t</b>", author: "a",
-                            category: "post", snippet: "<img src=x onerror=alert(1)>", score: 0.5}]);
+                            category: "post", snippet: "<img src=x onerror=alert(1)>", similarity: 0.5}]);
         return [list.querySelectorAll("a").length, list.querySelectorAll("img, b").length, list.textContent];""")
     assert hostile[0] == 0 and hostile[1] == 0 and "<img src=x" in hostile[2]

@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.backends.base import choose_backend_name, require_exllamav2
 from serving.config import ServingConfig, parse_api_keys
-from serving.retrieval import RetrievedChunk, SelfQuery, pack_context, reciprocal_rank_fusion
+from serving.context import pack_context
 from serving.server import check_bind
 from tests.serving_support import serving_config, serving_settings
 from twin.errors import TwinError
+from twin.retrieval import RetrievedChunk, SelfQuery, reciprocal_rank_fusion
 
 KEYS = "maya-key-0123456=maya-lindqvist;admin-key-0123456=*"
 NO_CUDA = not torch.cuda.is_available()
@@ -140,11 +141,41 @@ def test_self_query_finds_authors_and_categories() -> None:
     assert ruler.filters("What does Maya think?").twin is None  # two Mayas: ambiguous, no filter
     assert ruler.filters("show me the repo code for watermarks").category == "repository"
     assert ruler.filters("How do I vacuum a table?") == type(found)()
+    ambiguous = ruler.parse("What does Maya think?")
+    assert ambiguous.notes == ("'Maya' names more than one twin (maya-lindqvist, maya-smith): no author filter",)
+
+
+@pytest.mark.parametrize(("question", "period"), [
+    ("What did Maya write in 2023?", ("2023-01-01", "2023-12-31")),
+    ("posts from March 2024 about caves", ("2024-03-01", "2024-03-31")),
+    ("anything since 2024?", ("2024-01-01", None)),
+    ("essays after 2023", ("2024-01-01", None)),
+    ("what came before 2023", (None, "2022-12-31")),
+    ("between 2022 and 2023", ("2022-01-01", "2023-12-31")),
+    ("what did she write last year", ("2024-01-01", "2024-12-31")),
+    ("this year so far", ("2025-01-01", "2025-06-15")),
+])
+def test_self_query_finds_a_date_range(question: str, period: tuple[str | None, str | None]) -> None:
+    from datetime import date
+
+    found = SelfQuery([("maya-lindqvist", "Maya Lindqvist")]).parse(question, today=date(2025, 6, 15))
+    shown = found.filters.describe()["published"]
+    assert tuple(shown) == period and found.notes == ()
+
+
+@pytest.mark.parametrize("question", ["coral in the year 3023", "kelp last decade", "between 2024 and 2021",
+                                      "what did she do recently"])
+def test_a_date_phrase_that_cannot_be_resolved_gives_a_note_and_no_filter(question: str) -> None:
+    from datetime import date
+
+    found = SelfQuery([("maya-lindqvist", "Maya Lindqvist")]).parse(question, today=date(2025, 6, 15))
+    assert "published" not in found.filters.describe()
+    assert len(found.notes) == 1 and "no date filter" in found.notes[0]
 
 
 def test_context_is_packed_to_the_budget_and_numbered_per_document() -> None:
     def chunk(i: int, url: str, words: int) -> RetrievedChunk:
-        return RetrievedChunk(f"id-{i}", url, f"T{url}", "A", "article", None, "word " * words, 0.5, 1.0 - i / 10)
+        return RetrievedChunk(f"id-{i}", url, f"T{url}", "A", "article", None, "word " * words, 1.0 - i / 10)
 
     chunks = [chunk(0, "u1", 50), chunk(1, "u2", 500), chunk(2, "u1", 40), chunk(3, "u3", 30)]
     packed = pack_context(chunks, k=5, token_budget=200, count_tokens=lambda text: len(text.split()))
@@ -170,15 +201,14 @@ def test_the_serving_package_never_imports_dagster() -> None:
 
 def test_rerank_orders_by_the_cross_encoder_when_one_is_configured() -> None:
     # no cross-encoder is bundled: MiniLM's encoder with a fresh one-logit head checks the plumbing
-    from serving.retrieval import load_reranker, rerank
     from twin.embedding import resolve_model_location
+    from twin.retrieval import load_reranker, rerank
     from twin.settings import DEFAULT_EMBEDDING_MODEL
 
     model = resolve_model_location(DEFAULT_EMBEDDING_MODEL)
-    chunks = [RetrievedChunk(f"id-{i}", f"u{i}", "t", "A", "post", None, text, 0.5, 0.03 - i / 1000)
+    chunks = [RetrievedChunk(f"id-{i}", f"u{i}", "t", "A", "post", None, text, 0.5 - i / 10)
               for i, text in enumerate(["tide pools at dawn", "vacuum and dead tuples", "hex grid pathfinding"])]
     reranked = rerank(model, "postgres bloat", chunks)
     expected = load_reranker(model).predict([("postgres bloat", chunk.text) for chunk in chunks])
-    by_id = {chunk.chunk_id: chunk.score for chunk in reranked}
-    assert [by_id[f"id-{i}"] for i in range(3)] == pytest.approx([float(score) for score in expected], abs=1e-5)
-    assert [chunk.score for chunk in reranked] == sorted(by_id.values(), reverse=True)
+    assert [chunk.chunk_id for chunk in reranked] == [f"id-{i}" for i in sorted(range(3), key=lambda i: -expected[i])]
+    assert {chunk.chunk_id: chunk.similarity for chunk in reranked} == {"id-0": 0.5, "id-1": 0.4, "id-2": 0.3}

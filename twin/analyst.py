@@ -1,8 +1,9 @@
-"""What SQL analysts need from Python: dbt's connection settings, query vectors, the analyst login."""
+"""What SQL analysts need from Python: dbt's connection settings, vector literals, the analyst login."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -11,8 +12,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from twin.cleaning import clean_prose
-from twin.embedding import Embedder
 from twin.errors import TwinError
 
 ANALYST_ROLE = "twin_analyst"
@@ -71,20 +70,7 @@ def dbt_environment(url: str) -> dict[str, str]:
     }
 
 
-def query_embedding(embedder: Embedder, text: str) -> list[float]:
-    """The vector `twin search` would use for `text`: same cleaning, same model."""
-    return query_embeddings(embedder, [text])[0]
-
-
-def query_embeddings(embedder: Embedder, texts: list[str]) -> list[list[float]]:
-    """`query_embedding` for many texts, encoded in one batch."""
-    cleaned = [clean_prose(text) for text in texts]
-    if not all(cleaned):
-        raise TwinError("The text to embed is empty.", 'pass some words, e.g. twin embed "postgres bloat".')
-    return [[float(value) for value in vector] for vector in embedder.encode(cleaned)]
-
-
-def vector_literal(vector: list[float]) -> str:
+def vector_literal(vector: Sequence[float]) -> str:
     """pgvector's text form, e.g. `[0.1,-0.2]`, accepted by `'...'::vector` in psql."""
     return "[" + ",".join(f"{value:.8g}" for value in vector) + "]"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,6 +79,64 @@ class Embedder:
         result = np.empty_like(ordered)
         result[np.asarray(order)] = ordered
         return result
+
+
+class QueryEncoder:
+    """The embedding model for queries without importing sentence-transformers (the slow part of a
+    CLI start): its transformer through `transformers` alone, then mean pooling and L2
+    normalisation, exactly the modules a plain sentence-transformers folder lists. Same vectors
+    as `Embedder.encode` (tests/test_retrieval.py checks)."""
+
+    PLAIN_MODULES = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                     "sentence_transformers.models.Normalize"]
+
+    def __init__(self, model_id: str, location: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_id = model_id
+        self._max_length = int(json.loads((location / "sentence_bert_config.json").read_text())["max_seq_length"])
+        self._tokenizer = AutoTokenizer.from_pretrained(str(location))
+        self._model = AutoModel.from_pretrained(str(location)).eval()
+
+    @classmethod
+    def supports(cls, location: Path) -> bool:
+        """A local folder whose modules are exactly Transformer -> mean Pooling -> Normalize."""
+        try:
+            modules = json.loads((location / "modules.json").read_text())
+            pooling = json.loads((location / "1_Pooling" / "config.json").read_text())
+            (location / "sentence_bert_config.json").read_text()
+        except (OSError, ValueError):
+            return False
+        mean_only = pooling.get("pooling_mode_mean_tokens") is True and not any(
+            value for key, value in pooling.items() if key.startswith("pooling_mode_") and key != "pooling_mode_mean_tokens")
+        return [module.get("type") for module in modules] == cls.PLAIN_MODULES and mean_only
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            batch = self._tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                    max_length=self._max_length, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            rows.append(torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+@functools.cache
+def load_query_encoder(model_id: str) -> QueryEncoder | Embedder:
+    """What `twin search` and `twin embed` encode queries with: the light QueryEncoder when the
+    model folder allows it, else the full Embedder (same vectors either way)."""
+    location = Path(resolve_model_location(model_id))
+    if location.is_dir() and QueryEncoder.supports(location):
+        return QueryEncoder(model_id, location)
+    return load_embedder(model_id)
 
 
 def resolve_model_location(model_id: str) -> str:

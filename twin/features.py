@@ -24,6 +24,7 @@ from twin.database import embedding_column_dimension, hold_platform_lock
 from twin.documents import Category, content_hash
 from twin.embedding import Embedder
 from twin.errors import TwinError
+from twin.retrieval import refresh_chunk_terms
 
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3c9e-6f7a-4d8e-9a51-2c7d1e0b4a10")
 EMBED_WRITE_BATCH = 256  # chunks per encode-and-commit round
@@ -266,7 +267,7 @@ def chunk_documents(
                 counts.changed += had_chunks
                 counts.new += not had_chunks
         counts.details = {"chunks_written": written, "chunks_removed": len(removed),
-                          "embeddings_reused": reused}
+                          "embeddings_reused": reused, "terms_counted": refresh_chunk_terms(conn, twin)}
     return counts
 
 

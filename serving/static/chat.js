@@ -62,7 +62,7 @@ function showSources(list, sources) {
     if (safe) { link.href = safe; link.target = "_blank"; link.rel = "noopener noreferrer"; }
     link.textContent = source.title || source.url;
     const meta = document.createElement("span"); meta.className = "meta";
-    meta.textContent = ` - ${source.author}, ${source.category} (score ${source.score.toFixed(4)})`;
+    meta.textContent = ` - ${source.author}, ${source.category} (similarity ${source.similarity.toFixed(3)})`;
     const snippet = document.createElement("div"); snippet.className = "snippet"; snippet.textContent = source.snippet;
     item.append(link, meta, snippet);
     list.appendChild(item);

@@ -1,29 +1,79 @@
--- Hybrid search: keyword (full-text, any of the words, ranked by ts_rank_cd) and vector rankings
--- fused with reciprocal rank fusion: score = sum over both lists of 1 / (60 + rank), so a chunk
--- found by one list only still counts, and one found by both rises.
+-- Hybrid search, the same ranking as `twin search` (twin/retrieval.py; a test pins the two):
+-- a vector ranking (HNSW cosine) and a keyword ranking fused with reciprocal rank fusion,
+-- score = sum over both lists of 1 / (60 + rank), so a chunk found by one list only still counts,
+-- and one found by both rises. Each list holds greatest(4 k, 20) chunks.
+-- The keyword list ranks with ts_rank_cd against every word of the question, but only over the
+-- chunks holding all of its words or its informative ones: the rarest words (by
+-- analyst.chunk_terms), rarest first, while together they are in at most 2,000 chunks (always
+-- the rarest), at most 8 words. User syntax ("a phrase", or, -word) goes through websearch_to_tsquery.
 -- psql variables: query_text (words), query_embedding (`twin embed` of the same words),
--- k (number of rows).
+-- k (number of rows). To filter, add the same condition (e.g. twin = 'maya-lindqvist') to the
+-- three `FROM analyst.chunks` below.
 SET hnsw.ef_search = 100;
+SET hnsw.iterative_scan = relaxed_order;
 
-WITH semantic AS (
+WITH settings AS (
+    SELECT greatest(4 * :k, 20) AS candidates, 2000 AS budget, 8 AS max_terms
+),
+q AS (
+    SELECT websearch_to_tsquery('english', :'query_text') AS every
+),
+words AS (
+    SELECT replace(m[2], '''''', '''') AS lexeme, m[1] = '!' AS negated
+    FROM q, regexp_matches(q.every::text, '(!?)''((?:[^'']|'''')+)''', 'g') AS m
+),
+lexemes AS (
+    SELECT DISTINCT lexeme FROM words
+    WHERE NOT negated AND lexeme NOT IN (SELECT lexeme FROM words WHERE negated)
+),
+frequencies AS (
+    SELECT l.lexeme, coalesce(sum(t.chunks), 0) AS df
+    FROM lexemes l LEFT JOIN analyst.chunk_terms t USING (lexeme)
+    GROUP BY l.lexeme
+),
+ordered AS (
+    SELECT lexeme, row_number() OVER w AS n, sum(df) OVER w AS cumulative
+    FROM frequencies WHERE df > 0
+    WINDOW w AS (ORDER BY df, lexeme COLLATE "C")
+),
+queries AS (
+    SELECT q.every,
+           (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
+            FROM ordered, settings WHERE n = 1 OR (n <= max_terms AND cumulative <= budget))::tsquery AS informative,
+           (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
+            FROM lexemes)::tsquery AS ranking
+    FROM q
+),
+semantic AS (
     SELECT chunk_id, row_number() OVER (ORDER BY distance, chunk_id) AS rank
     FROM (
         SELECT chunk_id, embedding <=> :'query_embedding' AS distance
         FROM analyst.chunks
         WHERE embedding IS NOT NULL
         ORDER BY embedding <=> :'query_embedding'
-        LIMIT 40
+        LIMIT (SELECT candidates FROM settings)
     ) nearest
+),
+candidates AS (
+    SELECT DISTINCT ON (chunk_id) chunk_id, search_vector FROM (
+        (SELECT chunk_id, search_vector FROM analyst.chunks, queries
+         WHERE embedding IS NOT NULL AND search_vector @@ queries.every
+         LIMIT (SELECT budget FROM settings))
+        UNION ALL
+        (SELECT chunk_id, search_vector FROM analyst.chunks, queries
+         WHERE embedding IS NOT NULL AND search_vector @@ queries.informative
+         LIMIT (SELECT budget FROM settings))
+    ) found
+    ORDER BY chunk_id
 ),
 keyword AS (
     SELECT chunk_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank
     FROM (
-        SELECT chunk_id, ts_rank_cd(search_vector, query) AS score
-        FROM analyst.chunks,
-             to_tsquery('english', replace(plainto_tsquery('english', :'query_text')::text, ' & ', ' | ')) AS query
-        WHERE search_vector @@ query
+        SELECT chunk_id, ts_rank_cd(search_vector, queries.ranking) AS score
+        FROM candidates, queries
+        WHERE queries.informative IS NOT NULL
         ORDER BY score DESC, chunk_id
-        LIMIT 40
+        LIMIT (SELECT candidates FROM settings)
     ) matching
 ),
 fused AS (
@@ -36,6 +86,7 @@ fused AS (
 SELECT f.chunk_id,
        c.twin,
        c.title,
+       round((1 - (c.embedding <=> :'query_embedding'))::numeric, 4) AS similarity,
        round(f.rrf_score, 5) AS rrf_score,
        f.semantic_rank,
        f.keyword_rank

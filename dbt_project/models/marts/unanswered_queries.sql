@@ -1,6 +1,6 @@
--- Queries whose retrieval found no good hit: nothing retrieved, or the best logged retrieval
--- score below var('good_hit_score') (with fused rankings: no chunk that both the vector and the
--- keyword ranking found). Grouped by twin and normalised query text.
+-- Queries retrieval found nothing relevant for: nothing retrieved, or the best logged similarity
+-- below var('relevance_threshold') (the off-topic questions the service answered "I found nothing
+-- in ...'s writing on that"). Grouped by twin and normalised query text.
 with weak as (
     select
         twin,
@@ -10,7 +10,7 @@ with weak as (
         top_score
     from {{ ref('stg_prompt_logs') }}
     where status = 'ok'
-      and (top_score is null or top_score < {{ var('good_hit_score') }})
+      and (top_score is null or top_score < {{ var('relevance_threshold') }})
 )
 select
     md5(twin || '|' || normalized_query) as query_id,
