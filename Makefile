@@ -28,6 +28,7 @@ demo: $(BIN)/twin $(TRAIN_BIN)/axolotl dbt-manifest
 	$(BIN)/twin demo
 
 test: $(BIN)/twin $(TRAIN_BIN)/axolotl browser dbt-manifest
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 # dbt's manifest.json, which the dbt assets load (parsing needs no database; no dbt packages).

@@ -12,11 +12,11 @@ from assets.metadata import CHEAP, preview, table_metadata
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
 from twin.features import features_pending
+from twin.profiles import TwinProfile
 from twin.raw_store import ImportSummary
 from twin.settings import Settings
 from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl
-from twin.profiles import TwinProfile
 from twin.sources.kinds import profile_fingerprint, read_source
 
 

@@ -22,7 +22,14 @@ from training.dataset_versions import find_version, latest_version, training_tex
 from training.evaluation import EvalSettings, GatePolicy, StyleCorpus, evaluate, generic_prompts, load_examples
 from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
 from training.registry import (
-    CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, model_version_url, registered_model_name, run_url,
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    configure_mlflow,
+    local_model_folder,
+    model_version_url,
+    registered_model_name,
+    run_url,
 )
 from twin.base_model import base_model_location
 from twin.retrieval import QueryFilters, search

@@ -37,8 +37,7 @@ sys.path.insert(0, str(REPO))
 from bench.pages import TEMPLATES, Page, markdown_to_html, page_url  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from twin.chunking import ChunkingPolicy, chunk_document  # noqa: E402
-from twin.cleaning import (REPEATED_MIN_DOCUMENTS, REPEATED_MIN_SHARE, clean, clean_prose,  # noqa: E402
-                           detector_lines, line_key, repeated_lines)
+from twin.cleaning import REPEATED_MIN_DOCUMENTS, REPEATED_MIN_SHARE, clean, clean_prose, detector_lines, line_key, repeated_lines  # noqa: E402
 from twin.documents import Category  # noqa: E402
 from twin.features import site_of  # noqa: E402
 

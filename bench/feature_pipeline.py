@@ -33,13 +33,13 @@ import torch  # noqa: E402
 
 from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
+from bench.report import replace_section  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.documents import twin_slug  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
 from twin.settings import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
-from bench.report import replace_section  # noqa: E402
 
 CHUNKS_PER_CORPUS_COPY = 600  # about what one copy of the sample corpus yields
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -160,10 +160,10 @@ def insert_rates(url: str, vectors) -> tuple[float, float]:
                 if method == "copy":
                     with conn.cursor().copy("COPY bench_vectors FROM STDIN WITH (FORMAT BINARY)") as copy:
                         copy.set_types(["uuid", "vector"])
-                        for row in zip(ids, vectors):
+                        for row in zip(ids, vectors, strict=False):
                             copy.write_row(row)
                 else:
-                    conn.cursor().executemany("INSERT INTO bench_vectors VALUES (%s, %s)", list(zip(ids, vectors)))
+                    conn.cursor().executemany("INSERT INTO bench_vectors VALUES (%s, %s)", list(zip(ids, vectors, strict=False)))
             rates.append(len(ids) / (time.perf_counter() - started))
         conn.execute("DROP TABLE bench_vectors")
     return rates[0], rates[1]

@@ -9,7 +9,7 @@ Run: .venv/bin/python bench/twin_quality.py [--profile gpu] [--twins maya-lindqv
        Results accumulate in <home>/twin-quality.json and the table shows every evaluation there,
        so a second run on the same home with more steps (`--max-steps 48`) trains a new challenger
        against the champion the first run promoted: base vs challenger vs champion.
-     --quick: one twin, 2 steps, 8 answers per model (a check that the script works, ~6 min on 2 cores)
+     --quick: one twin, 1 step, 4 short answers per model (a check that the script works; what `make test` runs)
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ def main() -> None:
     args = parser.parse_args()
     twins, evaluation = args.twins, None
     if args.quick:
-        twins, args.max_steps, evaluation = twins[:1], 2, {"generation_examples": 8, "max_new_tokens": 32}
+        twins, args.max_steps, evaluation = twins[:1], 1, {"generation_examples": 4, "max_new_tokens": 16}
 
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="twin-bench-quality-"))
     os.environ["TWIN_HOME"] = str(home)
     for variable in ("DAGSTER_HOME", "DATABASE_URL", "MLFLOW_TRACKING_URI"):
         os.environ.pop(variable, None)
-    from orchestration.cli import SAMPLE_CORPUS, main as twin
+    from orchestration.cli import SAMPLE_CORPUS
+    from orchestration.cli import main as twin
     from orchestration.runs import train_twin
     from twin.database import embedded_postgres_dir, stop_embedded_postgres
     from twin.settings import Settings
@@ -139,7 +140,7 @@ def write_report(path: Path, args: argparse.Namespace, results: list[dict]) -> N
     notes = [f"- {result['twin']} v{result['version']}: {result['report'].get('style_note') or ''} "
              f"{result['report'].get('reason') or ''}".rstrip() for result in results]
     notes += [f"- {result['twin']}: not trained: {result['skipped']}" for result in skipped]
-    mode = " (quick mode: 2 steps, 8 short answers; not a measurement)" if args.quick else ""
+    mode = " (quick mode: 1 step, 4 short answers; not a measurement)" if args.quick else ""
     section = f"""## Twin quality (`bench/twin_quality.py`, profile `{args.profile}`, {date.today().isoformat()}){mode}
 
 Machine: {machine()}; a shared 2-core machine (other work ran at the same time), so minutes are upper bounds.

@@ -19,8 +19,8 @@ from twin.documents import twin_slug
 from twin.errors import TwinError
 from twin.grounding import CITATION_THRESHOLD
 from twin.raw_store import ImportSummary, list_twins
-from twin.sources.batch import store_batch
 from twin.settings import Settings
+from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl, jsonl_files
 from twin.sources.warehouse import read_warehouse_dump, warehouse_dumps
 

@@ -16,14 +16,18 @@ from assets.raw import raw_documents
 from assets.serving import exl2_model, prompt_logs
 from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import (
-    DEFAULT_LAG_CHECK_CRON, DEFAULT_RECRAWL_CRON, build_continuous_training_sensor, build_lag_check_schedule,
-    build_recrawl_schedule, source_change_sensor,
+    DEFAULT_LAG_CHECK_CRON,
+    DEFAULT_RECRAWL_CRON,
+    build_continuous_training_sensor,
+    build_lag_check_schedule,
+    build_recrawl_schedule,
+    source_change_sensor,
 )
 from orchestration.jobs import build_features_job, build_marts_job, check_pipeline_lag_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 from resources.serving import Exl2Resource, exl2_bits_from_env
-from twin.profiles import profiles_path
 from twin.errors import TwinError
+from twin.profiles import profiles_path
 from twin.settings import Settings
 
 

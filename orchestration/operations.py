@@ -12,8 +12,8 @@ from pathlib import Path
 
 from twin.chunking import ChunkingPolicy
 from twin.database import connect, database_url
-from twin.errors import TwinError
 from twin.embedding import load_embedder
+from twin.errors import TwinError
 from twin.lag import STAGES, over_limit, pipeline_lag
 from twin.settings import Settings
 
@@ -137,7 +137,7 @@ def cmd_replay_imports(args: argparse.Namespace, settings: Settings) -> int:
     from twin.maintenance import imports_between
     from twin.sources.jsonl import import_jsonl
 
-    until = args.until or dt.datetime.now(dt.timezone.utc)
+    until = args.until or dt.datetime.now(dt.UTC)
     with connect(database_url(settings)) as conn:
         records = imports_between(conn, args.since, until)
         files = sorted({record.source for record in records if Path(record.source).is_file()})
@@ -165,7 +165,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     runs = failed_runs(dagster_instance(settings), limit=args.limit)
     waiting = [run for run in runs if not run.retried]
     for run in runs:
-        when = dt.datetime.fromtimestamp(run.failed_at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = dt.datetime.fromtimestamp(run.failed_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"{run.run_id}  {when}  {run.job:<20} {run.twin or '-':<20} "
               f"{'retried' if run.retried else 'FAILED':<8} {run.error}")
     print(f"{len(runs)} failed runs, {len(waiting)} not since succeeded" + ("; `twin retry` re-runs them" if waiting else ""))
@@ -238,7 +238,7 @@ def _moment(text: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time (2026-11-30 or 2026-11-30T12:00)") from error
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def cmd_topology(args: argparse.Namespace, settings: Settings) -> int:

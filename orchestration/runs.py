@@ -13,7 +13,6 @@ from tqdm import tqdm
 from assets.partitions import twin_partitions
 from twin.settings import Settings
 
-
 # Telemetry off (offline); every concurrency pool holds one step at a time: the only pool is
 # `training`, so at most one fine-tune runs at once however many twins changed. Run monitoring
 # (in the daemon `twin ui` starts) enforces a run's `dagster/max_runtime` tag by terminating it.

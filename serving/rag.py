@@ -18,15 +18,15 @@ import psycopg
 from serving import citations, prompts
 from serving.backends.base import Message
 from serving.config import ServingConfig
+from serving.context import PackedContext, Source, pack_context
 from serving.models import LoadedModel, ModelManager, ModelUnavailable
 from serving.monitoring import Monitor, PromptLog
-from serving.context import PackedContext, Source, pack_context
+from training.registry import ServingModel
 from twin.database import connect, database_url
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import GroundedAnswer
-from training.registry import ServingModel
 from twin.retrieval import (
     OutOfScope,
     QueryFilters,

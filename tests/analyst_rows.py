@@ -103,7 +103,7 @@ def insert_uncleaned_document(conn: psycopg.Connection) -> None:
 _built: dict[str, object] = {}
 
 
-def build_marts(url: str, twin_home: str) -> "object":
+def build_marts(url: str, twin_home: str) -> object:
     """`dbt build` through the Dagster dbt assets, once per database; the ExecuteInProcessResult."""
     if url not in _built:
         import dagster as dg

@@ -19,11 +19,11 @@ for _variable in ("TWIN_HOME", "DAGSTER_HOME", "DATABASE_URL", "TWIN_EMBEDDING_M
     os.environ.pop(_variable, None)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from dagster_aws.s3 import S3Resource  # noqa: E402
+
 from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.partitions import twin_partitions  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
-from dagster_aws.s3 import S3Resource  # noqa: E402
-
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import Embedder, load_embedder  # noqa: E402

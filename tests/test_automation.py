@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -73,7 +73,7 @@ def test_recrawl_schedule_asks_every_twin_with_sources_to_stop_early_if_nothing_
     schedule = build_recrawl_schedule("0 4 * * 0")
     assert schedule.cron_schedule == "0 4 * * 0"
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 4, tzinfo=timezone.utc),
+        scheduled_execution_time=datetime(2026, 11, 22, 4, tzinfo=UTC),
         resources={"profiles": ProfilesResource(path=str(profiles_file))})
     requests = schedule(context)
     assert sorted(r.partition_key for r in requests) == ["ada-byte", "bea-coral", "cy-crawl"]

@@ -4,7 +4,7 @@ against figures computed from the platform's own tables."""
 import json
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -211,7 +211,7 @@ def test_marts_rebuild_after_their_upstream_assets_change_and_traffic_marts_hour
     def requested(result: dg.AutomationResult) -> set[str]:  # type: ignore[name-defined]
         return {key.to_user_string() for key in dbt_keys if result.get_num_requested(key)}
 
-    start = datetime(2026, 11, 23, 10, 5, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("twins", ["maya-lindqvist"])
         result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, evaluation_time=start)

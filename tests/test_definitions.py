@@ -71,7 +71,7 @@ def test_every_check_has_a_description_and_every_asset_says_what_it_costs() -> N
     assert costs["features/embeddings"] == "cheap" and costs["marts/twin_content_stats"] == "cheap"
     for key in materializable:
         description = graph.get(key).description or ""
-        if costs[key.to_user_string()] != "cheap" and not key.path[0] in ("staging", "marts"):
+        if costs[key.to_user_string()] != "cheap" and key.path[0] not in ("staging", "marts"):
             assert "Expensive" in description or "CUDA only" in description, key
 
 

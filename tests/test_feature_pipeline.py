@@ -7,9 +7,9 @@ import pytest
 
 from tests.conftest import Pipeline, asset_metadata
 from twin.database import connect, set_embedding_column_dimension
-from twin.sources.jsonl import import_jsonl
-from twin.settings import DEFAULT_EMBEDDING_MODEL
 from twin.embedding import resolve_model_location
+from twin.settings import DEFAULT_EMBEDDING_MODEL
+from twin.sources.jsonl import import_jsonl
 
 MAX_BYTES = 1_000_000
 PARAGRAPH = ("Kelp forests collapse into urchin barrens when the predators that keep urchins in check "

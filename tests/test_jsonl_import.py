@@ -18,7 +18,7 @@ def line(**overrides: object) -> str:
 
 
 def write(path: Path, lines: list[str | bytes]) -> Path:
-    path.write_bytes(b"\n".join(l if isinstance(l, bytes) else l.encode("utf-8") for l in lines) + b"\n")
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode("utf-8") for line in lines) + b"\n")
     return path
 
 

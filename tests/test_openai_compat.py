@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from tests.serving_support import RunningServer
-from twin.retrieval import encode_queries
 from twin.embedding import load_embedder
+from twin.retrieval import encode_queries
 
 PLAIN = {"retrieval": False}  # generation only: these tests are about the API, not retrieval
 

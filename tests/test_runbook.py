@@ -172,7 +172,7 @@ def test_replay_the_imports_of_a_period(platform: Path, database_url: str, tmp_p
     assert main(["import", str(recent)]) == 0
     with connect(database_url) as conn:  # both imports' documents lost, say by a bad prune
         conn.execute("DELETE FROM raw_documents WHERE url LIKE '%/old' OR url LIKE '%/recent'")
-    since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).isoformat()
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
     capsys.readouterr()
     assert main(["replay-imports", "--since", since, "--dry-run"]) == 0
     assert "1 files to import again" in capsys.readouterr().out and not any("recent" in u for u in raw_urls(database_url))

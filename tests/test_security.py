@@ -41,8 +41,8 @@ from twin.retrieval import no_results_reason
 from twin.sources.articles import extract_article
 from twin.sources.batch import store_batch
 from twin.sources.exports import read_export
+from twin.sources.fetcher import CrawlSettings, Fetcher, FetchError
 from twin.sources.jsonl import import_jsonl
-from twin.sources.fetcher import CrawlSettings, FetchError, Fetcher
 
 MAYA_KEY = "maya-key-0123456"
 ADMIN_KEY = "admin-key-0123456"

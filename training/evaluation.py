@@ -226,7 +226,7 @@ def evaluate(
             model_figures.delta = burrows_delta(" ".join(answers), held_out_text, delta_corpus, settings.style)
             if sources:
                 model_figures.grounding = statistics.fmean(
-                    ground(answer, list(enumerate(chunks, start=1)), embedder).grounding for answer, chunks in zip(answers, sources))
+                    ground(answer, list(enumerate(chunks, start=1)), embedder).grounding for answer, chunks in zip(answers, sources, strict=False))
         if classifier is not None:
             model_figures.attribution_share = classifier.share(answers, corpus.author)
 
@@ -321,7 +321,7 @@ def generate_answers(model, tokenizer, prompts: list[Messages], max_new_tokens: 
         with torch.no_grad():
             output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         generated = output[:, encoded["input_ids"].shape[1]:]
-        for ids, text in zip(generated.tolist(), tokenizer.batch_decode(generated, skip_special_tokens=True)):
+        for ids, text in zip(generated.tolist(), tokenizer.batch_decode(generated, skip_special_tokens=True), strict=False):
             # no end-of-text token: cut off at max_new_tokens, so end it at a sentence as serving does
             answers.append(text.strip() if tokenizer.eos_token_id in ids else trim_to_sentence(text))
     return [answer.strip() for answer in answers]

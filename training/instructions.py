@@ -155,7 +155,7 @@ class OfflineInstructionGenerator:
         doc = self._nlp(text[:5000])
         lower_words = {t.text for t in doc if t.is_alpha and t.text.islower()}
         # capitalised after a lower-case word or a comma: a name, not a sentence or list-item start
-        mid_sentence = {b.text for a, b in zip(doc, doc[1:]) if b.text[:1].isupper() and (a.text.islower() or a.text == ",")}
+        mid_sentence = {b.text for a, b in zip(doc, doc[1:], strict=False) if b.text[:1].isupper() and (a.text.islower() or a.text == ",")}
         stop_words = self._nlp.Defaults.stop_words
         for phrase in self.key_phrases(text, 6):
             words = phrase.split()
@@ -200,7 +200,7 @@ class OfflineInstructionGenerator:
                 entities.append(" ".join(span))
         words = [t.lower_ for t in doc if t.is_alpha and not t.is_stop and len(t.text) > 2]
         pairs = Counter(
-            f"{a.lower_} {b.lower_}" for a, b in zip(doc, doc[1:])
+            f"{a.lower_} {b.lower_}" for a, b in zip(doc, doc[1:], strict=False)
             if a.is_alpha and b.is_alpha and not a.is_stop and not b.is_stop and len(a.text) > 2 and len(b.text) > 2
         )
         phrases: list[str] = []

@@ -14,8 +14,8 @@ import ast
 import contextlib
 import ctypes
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time

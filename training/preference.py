@@ -40,7 +40,7 @@ def build_preference_dataset(
     model, tokenizer = load_model(base_model)
     rejected = generate_answers(model, tokenizer, [row["messages"][:-1] for row in rows], max_new_tokens, batch_size)
     pairs = [{"prompt": row["instruction"], "chosen": row["output"], "rejected": answer, "document_id": row["document_id"]}
-             for row, answer in zip(rows, rejected) if answer.strip() and answer.strip() != row["output"].strip()]
+             for row, answer in zip(rows, rejected, strict=False) if answer.strip() and answer.strip() != row["output"].strip()]
     if not pairs:
         raise NotEnoughData(f"The base model gave no usable answers for {twin!r}.", "Check the base model.")
     manifest = json.loads((source / "manifest.json").read_text())

@@ -80,7 +80,7 @@ class AuthorshipClassifier:
         present = [i for i, text in enumerate(texts) if text.strip()]
         labels = [GENERIC_VOICE] * len(texts)
         if present:
-            for index, label in zip(present, self._model.predict(self._features([texts[i] for i in present]))):
+            for index, label in zip(present, self._model.predict(self._features([texts[i] for i in present])), strict=False):
                 labels[index] = str(label)
         return labels
 

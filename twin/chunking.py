@@ -64,7 +64,7 @@ def chunk_document(
     texts = [piece for piece in pieces if piece.strip()]
     counts = count(texts) if texts else []
     chunks: list[Chunk] = []
-    for text, tokens in zip(texts, counts):
+    for text, tokens in zip(texts, counts, strict=False):
         for part, part_tokens in _enforce_max(text, tokens, count, policy.max_tokens):
             chunks.append(Chunk(position=len(chunks), text=part, token_count=part_tokens))
     return chunks
@@ -114,7 +114,7 @@ def _chunk_code(content: str, count: TokenCounter, policy: ChunkingPolicy) -> li
             start -= 1
         if start > starts[-1]:
             starts.append(start)
-    blocks = ["\n".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)])]
+    blocks = ["\n".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)], strict=False)]
     units = [(block, False) for block in blocks]
     return [piece.strip("\n") for piece in _group(units, count, policy.code_target_tokens, "\n")]
 
@@ -131,7 +131,7 @@ def _group(units: list[tuple[str, bool]], count: TokenCounter, target: int, join
     current: list[str] = []
     current_tokens = 0
     heading_only = False
-    for (text, starts_section), tokens in zip(units, sizes):
+    for (text, starts_section), tokens in zip(units, sizes, strict=False):
         fits = current_tokens + tokens <= target
         if current and not heading_only and (not fits or starts_section):
             groups.append(joiner.join(current))
@@ -164,7 +164,7 @@ def _atoms(text: str, count: TokenCounter, max_tokens: int, joiner_before: str) 
     """(joiner before it, text, tokens) pieces that each fit: blank lines, lines, sentences, words."""
     parts, joiner = _split_once(text)
     atoms: list[tuple[str, str, int]] = []
-    for index, (part, size) in enumerate(zip(parts, count(parts))):
+    for index, (part, size) in enumerate(zip(parts, count(parts), strict=False)):
         before = joiner_before if index == 0 else joiner
         if size <= max_tokens:
             atoms.append((before, part, size))

@@ -18,8 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from twin.chunking import ChunkingPolicy, chunk_document
-from twin.cleaning import (CLEANER_VERSION, SAMPLE_LINES, clean, clean_title, detector_lines,
-                           repeated_lines)
+from twin.cleaning import CLEANER_VERSION, SAMPLE_LINES, clean, clean_title, detector_lines, repeated_lines
 from twin.database import embedding_column_dimension, hold_platform_lock
 from twin.documents import Category, content_hash
 from twin.embedding import Embedder
@@ -327,7 +326,7 @@ def write_embeddings(
             "COPY embedding_staging (chunk_id, embedding) FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["uuid", "vector"])
-            for chunk, vector in zip(chunk_ids, vectors):
+            for chunk, vector in zip(chunk_ids, vectors, strict=False):
                 copy.write_row((chunk, vector))
         conn.execute(
             """UPDATE chunks c SET embedding = s.embedding, embedding_model = %s, embedded_at = now()

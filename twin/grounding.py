@@ -95,8 +95,8 @@ def ground(answer: str, sources: list[tuple[int, str]], embedder: Embedder, thre
             chunks = [index for index, (n, _) in enumerate(sources) if n == number]
             scores[:, column] = similarity[:, chunks].max(axis=1)
     cited: list[CitedSentence] = []
-    for row, (sentence, text) in enumerate(zip(sentences, plain)):
-        by_number = dict(zip(numbers, scores[row].tolist()))
+    for row, (sentence, text) in enumerate(zip(sentences, plain, strict=False)):
+        by_number = dict(zip(numbers, scores[row].tolist(), strict=False))
         written = [n for n in dict.fromkeys(int(m) for m in _CITATION.findall(sentence)) if n in by_number]
         if written:
             best, citations, attached = max(by_number[n] for n in written), written, False

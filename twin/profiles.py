@@ -28,7 +28,6 @@ from twin.errors import TwinError
 from twin.sources.kinds import SOURCE_KINDS
 
 
-
 @dataclass(frozen=True)
 class SourceSpec:
     """One source of a twin: its kind, where it is, and options such as `base_url`."""

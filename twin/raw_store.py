@@ -10,6 +10,7 @@ from twin.documents import RawDocument
 from twin.settings import Settings
 from twin.urls import is_web_url, registrable_domain, url_problem
 
+
 @dataclass(frozen=True)
 class Rejection:
     """An input line that was refused, with the reason and the line itself."""

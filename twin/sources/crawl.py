@@ -23,7 +23,7 @@ from twin.sources.articles import (
 )
 from twin.sources.batch import SourceBatch
 from twin.sources.feeds import feed_links, is_feed
-from twin.sources.fetcher import CrawlSettings, FetchError, Fetcher, Page
+from twin.sources.fetcher import CrawlSettings, Fetcher, FetchError, Page
 from twin.sources.http_cache import HttpCache
 
 MAX_LISTING_PAGES = 20  # pages of one archive followed through rel="next"

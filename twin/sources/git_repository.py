@@ -13,7 +13,6 @@ from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.sources.batch import SourceBatch
