@@ -52,6 +52,9 @@ bench: $(BIN)/twin
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/topology.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/twin_quality.py
 
 ui: $(BIN)/twin
 	$(BIN)/twin ui
