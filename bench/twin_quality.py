@@ -104,7 +104,7 @@ def served_grounding(settings, twin: str, report: dict) -> float | None:
     if not report.get("prompts"):
         return None
     result = answer_question(settings, report["prompts"][0], twin, k=3, max_tokens=120)
-    return getattr(result, "grounding", None)
+    return result.grounded.grounding if result.grounded is not None else None
 
 
 def _cell(value: float | None, kind: str) -> str:
