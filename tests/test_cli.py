@@ -38,7 +38,7 @@ def test_import_then_materialize_through_the_console_script_is_idempotent(databa
     assert second.returncode == 0, second.stderr
     assert "ada-byte: nothing new since the last run; no asset was re-materialized" in second.stdout
     found = run_twin("search", "runbook before incidents", "-k", "1", "--json", env=env)
-    assert json.loads(found.stdout)[0]["url"] == "https://example.com/2"
+    assert json.loads(found.stdout)["results"][0]["url"] == "https://example.com/2"
 
 
 def test_import_reports_rejections_and_exits_nonzero(database_url: str, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -53,7 +53,7 @@ def test_import_reports_rejections_and_exits_nonzero(database_url: str, tmp_path
 
 @pytest.mark.parametrize(("args", "message", "fix"), [
     (["materialize"], "error: There are no twins yet.", "fix: import some writing first"),
-    (["search", "   "], "error: The search query is empty.", "fix: pass some words"),
+    (["search", "   "], "error: The question is empty once cleaned", "fix: ask with some words"),
     (["import", "/no/such/file.jsonl"], "error: /no/such/file.jsonl does not exist.", "fix: give the path"),
 ])
 def test_errors_are_one_line_and_a_fix_not_a_traceback(database_url, capsys, monkeypatch, args, message, fix) -> None:

@@ -95,6 +95,7 @@ class QueryEncoder:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every `twin search`
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_id = model_id
         self._max_length = int(json.loads((location / "sentence_bert_config.json").read_text())["max_seq_length"])
