@@ -32,7 +32,8 @@ from training.registry import (
     run_url,
 )
 from twin.base_model import base_model_location
-from twin.retrieval import QueryFilters, search
+from twin.query import QueryFilters
+from twin.retrieval import search
 
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)

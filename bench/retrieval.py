@@ -44,12 +44,12 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.report import replace_section  # noqa: E402
-from twin import retrieval  # noqa: E402
+from twin import keyword_search, retrieval  # noqa: E402
 from twin.chunking import split_sentences  # noqa: E402
 from twin.cleaning import clean_prose  # noqa: E402
 from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
-from twin.retrieval import QueryFilters  # noqa: E402
+from twin.query import QueryFilters, clean_query, where_clause  # noqa: E402
 from twin.settings import Settings  # noqa: E402
 
 VECTOR_CACHE = Path(os.environ.get("TWIN_BENCH_CACHE", "/tmp/twin-bench-retrieval"))
@@ -86,7 +86,7 @@ def main() -> None:
         pool = sorted({sentence for document in sentences for sentence in document})
         pool_vectors = dict(zip(pool, real_vectors(pool, settings.embedding_model), strict=True))
         questions = bench_questions(sentences, args.queries)
-        query_vectors = real_vectors([retrieval.clean_query(q) for q in questions], settings.embedding_model)
+        query_vectors = real_vectors([clean_query(q) for q in questions], settings.embedding_model)
         scales = [int(n) for n in args.scales.split(",")]
         figures["composition"] = composition_check(sentences, pool_vectors, settings.embedding_model,
                                                   n=50 if args.quick else 300)
@@ -220,7 +220,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
     result["gin_build_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     for t in range(TWINS):
-        retrieval.refresh_chunk_terms(conn, f"author-{t}")
+        keyword_search.refresh_chunk_terms(conn, f"author-{t}")
     result["term_table_s"] = round(time.perf_counter() - started, 1)
     conn.execute("SET maintenance_work_mem = '2GB'")
     started = time.perf_counter()
@@ -230,7 +230,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
     result["sizes"] = dict(zip(("table", "hnsw", "gin"), conn.execute(
         """SELECT pg_size_pretty(pg_table_size('chunks')), pg_size_pretty(pg_relation_size('chunks_embedding_hnsw')),
                   pg_size_pretty(pg_relation_size('chunks_search_vector'))""").fetchone(), strict=True))
-    texts = [retrieval.clean_query(q) for q in questions]
+    texts = [clean_query(q) for q in questions]
     limit = max(4 * K, retrieval.MIN_CANDIDATES)
     for label, filters in FILTERS.items():
         for mode in MODES:
@@ -303,23 +303,23 @@ def fused_recall(conn: psycopg.Connection, model_id: str, texts: list[str], vect
 def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.ndarray, filters: QueryFilters,
                limit: int) -> tuple[list[str], list[str]]:
     """Exact vector search (no index) and ts_rank_cd over every chunk holding any of the words."""
-    where = retrieval._where(filters, model_id)
+    where = where_clause(filters, model_id)
     with conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")
         rows = conn.execute(f"""SELECT chunk_id::text FROM chunks WHERE {where.sql}
                                 ORDER BY embedding <=> %(v)s, chunk_id LIMIT %(limit)s""",
                             {**where.params, "v": vector, "limit": limit}).fetchall()
-    _, lexemes, _ = retrieval.query_terms(conn, text, where)
+    _, lexemes, _ = keyword_search.query_terms(conn, text, where)
     keyword = conn.execute(
         f"""SELECT chunk_id::text FROM chunks, (SELECT %(q)s::tsquery AS q) q WHERE {where.sql} AND search_vector @@ q.q
             ORDER BY ts_rank_cd(search_vector, q.q) DESC, chunk_id LIMIT %(limit)s""",
-        {**where.params, "q": retrieval._any_of(lexemes), "limit": limit}).fetchall() if lexemes else []
+        {**where.params, "q": keyword_search.tsquery_any_of(lexemes), "limit": limit}).fetchall() if lexemes else []
     return [row[0] for row in rows], [row[0] for row in keyword]
 
 
 def ef_sweep(conn: psycopg.Connection, vectors: np.ndarray, ef_search: int) -> dict[str, float]:
     """recall@10 of the HNSW scan against exact search, and its p50 latency, at one ef_search."""
-    where = retrieval._where(QueryFilters(), str(conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0]))
+    where = where_clause(QueryFilters(), str(conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0]))
     found = total = 0
     timings = []
     for vector in vectors:
@@ -403,8 +403,8 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
              f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU, **shared with other agents' test suites while it "
              f"ran** ({figures['machine']}); embedded PostgreSQL 18 + pgvector 0.8, HNSW m=16, "
              f"ef_construction=64, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
-             f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {retrieval.KEYWORD_BUDGET} "
-             f"chunks / {retrieval.KEYWORD_TERMS} words.", "",
+             f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {keyword_search.KEYWORD_BUDGET} "
+             f"chunks / {keyword_search.KEYWORD_TERMS} words.", "",
              "Data: the sample corpus's own sentences recombined (2-4 consecutive sentences of one document, one "
              "swapped for another document's), 10 twins x 3 categories; chunk vectors = normalised sum of the real "
              "model's sentence vectors; query vectors from the real model. "]

@@ -351,7 +351,8 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from twin.embedding import load_query_encoder
-    from twin.retrieval import QueryFilters, no_results_reason, search
+    from twin.query import QueryFilters
+    from twin.retrieval import no_results_reason, search
 
     if not 1 <= args.k <= 100:
         raise TwinError(f"-k must be between 1 and 100 (got {args.k}).", "pass -k 5, for example.")

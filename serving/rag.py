@@ -27,14 +27,9 @@ from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import GroundedAnswer
-from twin.retrieval import (
-    OutOfScope,
-    QueryFilters,
-    RetrievedChunk,
-    scoped_filters,
-    search,
-    self_query_for,
-)
+from twin.query import OutOfScope, QueryFilters, scoped_filters
+from twin.retrieval import RetrievedChunk, search
+from twin.self_query import self_query_for
 from twin.settings import Settings
 
 TWINS_TTL_S = 10.0

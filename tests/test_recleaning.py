@@ -12,8 +12,9 @@ from twin.chunking import ChunkingPolicy
 from twin.cleaning import Cleaned
 from twin.documents import Category, RawDocument
 from twin.embedding import Embedder
+from twin.query import QueryFilters
 from twin.raw_store import store_documents
-from twin.retrieval import QueryFilters, search
+from twin.retrieval import search
 
 AUTHOR = "Noa Feld"
 TWIN = "noa-feld"

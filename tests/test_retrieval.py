@@ -14,7 +14,9 @@ from bench.retrieval import evaluate_queries
 from tests.retrieval_queries import OFF_TOPIC, QUERIES, TODAY
 from twin.database import connect
 from twin.embedding import Embedder
-from twin.retrieval import MODES, QueryFilters, keyword_ranking, refresh_chunk_terms, search
+from twin.keyword_search import keyword_ranking, refresh_chunk_terms
+from twin.query import QueryFilters
+from twin.retrieval import MODES, search
 
 # today's figures (docs/benchmarks.md, Retrieval (c)) less a margin for one or two questions
 MIN_RECALL_AT_5 = 0.9
@@ -75,9 +77,10 @@ def test_the_term_table_counts_what_ts_stat_counts(conn: psycopg.Connection) -> 
 
 
 def test_the_keyword_leg_picks_the_rare_words_and_finds_their_chunks(conn: psycopg.Connection) -> None:
-    from twin.retrieval import _where, query_terms
+    from twin.keyword_search import query_terms
+    from twin.query import where_clause
 
-    where = _where(QueryFilters(), conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0])
+    where = where_clause(QueryFilters(), conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0])
     informative, lexemes, every = query_terms(conn, "How do I use AUTOVACUUM, and when?", where)
     assert informative[0] == "autovacuum" and set(informative) <= set(lexemes) and "autovacuum" in every
     ids = keyword_ranking(conn, "How do I use AUTOVACUUM, and when?", where, 20)

@@ -17,7 +17,8 @@ from serving.context import pack_context
 from serving.server import check_bind
 from tests.serving_support import serving_config, serving_settings
 from twin.errors import TwinError
-from twin.retrieval import RetrievedChunk, SelfQuery, reciprocal_rank_fusion
+from twin.retrieval import RetrievedChunk, reciprocal_rank_fusion
+from twin.self_query import SelfQuery
 
 KEYS = "maya-key-0123456=maya-lindqvist;admin-key-0123456=*"
 NO_CUDA = not torch.cuda.is_available()

@@ -23,7 +23,7 @@ from twin.database import embedding_column_dimension, hold_platform_lock
 from twin.documents import Category, content_hash
 from twin.embedding import Embedder
 from twin.errors import TwinError
-from twin.retrieval import refresh_chunk_terms
+from twin.keyword_search import refresh_chunk_terms
 
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3c9e-6f7a-4d8e-9a51-2c7d1e0b4a10")
 EMBED_WRITE_BATCH = 256  # chunks per encode-and-commit round
