@@ -5,6 +5,8 @@
       evaluation -> promotion): seconds per optimizer step, tokens/s, and the wall time of each part.
 
 Run: .venv/bin/python bench/training.py   (or `make bench`); about 5 minutes on 2 cores.
+     --quick: 1 repeat, 1 optimizer step, 4 short evaluation answers (a check that the script
+       works, what `make test` runs; its figures are not measurements)
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=None, help="default: the cpu-demo profile's")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    evaluation = None
+    if args.quick:
+        args.repeats, args.max_steps, evaluation = 1, 1, {"generation_examples": 4, "max_new_tokens": 16}
 
     home = Path(tempfile.mkdtemp(prefix="twin-bench-training-"))
     os.environ["TWIN_HOME"] = str(home)
@@ -51,7 +57,7 @@ def main() -> None:
     try:
         figures = {"date": date.today().isoformat(), "machine": machine()}
         figures.update(dataset_generation(url, home, args.repeats))
-        figures.update(cpu_training(args.max_steps))
+        figures.update(cpu_training(args.max_steps, evaluation))
     finally:
         stop_embedded_postgres(embedded_postgres_dir(home))
     write_report(args.output, figures)
@@ -91,7 +97,7 @@ def dataset_generation(url: str, home: Path, repeats: int) -> dict[str, object]:
     return {"dataset_passages": rows, "dataset_best_s": round(best, 3), "dataset_passages_per_s": round(rows / best, 1)}
 
 
-def cpu_training(max_steps: int | None) -> dict[str, object]:
+def cpu_training(max_steps: int | None, evaluation: dict[str, object] | None) -> dict[str, object]:
     from orchestration.runs import train_twin
     from twin.base_model import base_model_location
     from twin.settings import Settings
@@ -99,7 +105,7 @@ def cpu_training(max_steps: int | None) -> dict[str, object]:
     settings = Settings.from_env()
     base_model_location(settings)  # made once before timing (~40 s)
     started = time.perf_counter()
-    outcome = train_twin(settings, "tomas-herrera", "cpu-demo", max_steps)
+    outcome = train_twin(settings, "tomas-herrera", "cpu-demo", max_steps, evaluation)
     total = time.perf_counter() - started
     if not outcome.success:
         raise SystemExit(f"training failed: {outcome.error}")
