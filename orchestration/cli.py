@@ -38,10 +38,9 @@ SHOWN_REJECTIONS = 10
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
     _quiet_libraries()
     try:
-        return int(args.run(args, settings) or 0)
+        return int(args.run(args, Settings.from_env()) or 0)
     except TwinError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.fix:
@@ -540,7 +539,7 @@ def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
     from twin.analyst import analyst_url, enable_analyst_login
 
     url = database_url(settings)
-    given = os.environ.get("TWIN_ANALYST_PASSWORD") or None
+    given = settings.analyst_password
     with connect(url) as conn:
         password = enable_analyst_login(conn, given, None if settings.database_url else settings.home)
     # a password of your own stays out of the printed URL; the embedded server's generated one is in it
