@@ -548,17 +548,12 @@ def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
-    import subprocess
+    from twin.dbt import run_dbt
 
-    from twin.analyst import dbt_environment
-
-    project = Path(__file__).resolve().parents[1] / "dbt_project"
     url = database_url(settings)  # this process holds the embedded server while dbt runs
     with connect(url):
         pass  # migrations: the analytics schema and the analyst role exist
-    dbt = Path(sys.executable).with_name("dbt")
-    command = [str(dbt), *(args.dbt_args or ["build"]), "--project-dir", str(project), "--profiles-dir", str(project)]
-    return subprocess.run(command, env={**os.environ, **dbt_environment(url)}).returncode
+    return run_dbt(args.dbt_args or ["build"], url).returncode
 
 
 def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
@@ -602,7 +597,9 @@ def ui_command(settings: Settings, port: str) -> tuple[list[str], dict[str, str]
     home = prepare_dagster_home(settings)
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     env = {**os.environ, "TWIN_HOME": str(settings.home), "DAGSTER_HOME": str(home),
-           "TWIN_TRAINING_PYTHON": settings.training_python}
+           "TWIN_TRAINING_PYTHON": settings.training_python,
+           # dagster-dbt parses the dbt project on each load under `dagster dev`, with the `dbt` on PATH
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     return [sys.executable, "-W", DEV_HINT_FILTER, "-m", "dagster", "dev", "-w", str(workspace), "-p", port], env
 
 

@@ -1,4 +1,4 @@
-"""What SQL analysts need from Python: dbt's connection settings, vector literals, the analyst login."""
+"""What SQL analysts need from Python: vector literals and the analyst login (dbt: twin/dbt.py)."""
 
 from __future__ import annotations
 
@@ -52,22 +52,6 @@ class AnalystLimits:
             except psycopg.errors.InvalidParameterValue as error:
                 raise TwinError(f"{value!r} is not a valid {name} for the analyst: {error}",
                                 "correct the TWIN_ANALYST_* variable (e.g. 60s, 64MB).") from error
-
-
-def dbt_environment(url: str) -> dict[str, str]:
-    """TWIN_DBT_* variables for dbt_project/profiles.yml from a platform database URL.
-
-    For the embedded server the host is the socket folder from the URL.
-    """
-    parts = conninfo_to_dict(url)
-    return {
-        "TWIN_DBT_HOST": str(parts.get("host") or "localhost"),
-        "TWIN_DBT_PORT": str(parts.get("port") or "5432"),
-        "TWIN_DBT_USER": str(parts.get("user") or "postgres"),
-        "TWIN_DBT_PASSWORD": str(parts.get("password") or ""),
-        "TWIN_DBT_DBNAME": str(parts.get("dbname") or "postgres"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
 
 
 def vector_literal(vector: Sequence[float]) -> str:
