@@ -1,20 +1,14 @@
 """Running the training process on AWS ECS (a GPU task definition) instead of a local subprocess.
 
-Set `TWIN_TRAINING_TARGET=ecs` and the variables below; the `models/twin_adapter` asset then
+Set `TWIN_TRAINING_TARGET=ecs` and the `TWIN_ECS_*` variables; the `models/twin_adapter` asset then
 launches `training/pipes_axolotl.py` with `dagster_aws.pipes.PipesECSClient`. The task's image
 holds the training environment (axolotl 0.19, dagster-pipes, this file at /app/pipes_axolotl.py)
 and mounts shared storage (EFS) at the same TWIN_HOME path, so the dataset, Axolotl YAML and
 output folders the asset prepares are the ones the task sees; MLflow must be a server
 (MLFLOW_TRACKING_URI) reachable from the task.
 
-| variable | meaning |
-|---|---|
-| `TWIN_ECS_CLUSTER` | cluster name or ARN |
-| `TWIN_ECS_TASK_DEFINITION` | GPU task definition (family:revision or ARN) |
-| `TWIN_ECS_CONTAINER` | container name in it (default `trainer`) |
-| `TWIN_ECS_SUBNETS` | comma-separated subnets (awsvpc network mode) |
-| `TWIN_ECS_SECURITY_GROUPS` | comma-separated security groups |
-| `TWIN_ECS_SCRIPT` | the script's path inside the image (default `/app/pipes_axolotl.py`) |
+The variables (`TWIN_ECS_*`) are read by twin/settings.py and listed in the README's
+Configuration table.
 """
 
 from __future__ import annotations
