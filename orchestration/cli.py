@@ -541,7 +541,8 @@ def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings)
     given = settings.analyst_password
     with connect(url) as conn:
-        password = enable_analyst_login(conn, given, None if settings.database_url else settings.home)
+        password = enable_analyst_login(conn, given, None if settings.database_url else settings.home,
+                                        settings.analyst_limits)
     # a password of your own stays out of the printed URL; the embedded server's generated one is in it
     print(analyst_url(url, None if given else password))
     return 0

@@ -106,6 +106,30 @@ class EcsSettings:
 
 
 @dataclass(frozen=True)
+class AnalystLimits:
+    """What one analyst session may take from the platform's database (TWIN_ANALYST_*; applied
+    to the role by twin/analyst.py)."""
+
+    connection_limit: int = 4
+    statement_timeout: str = "60s"
+    idle_in_transaction_timeout: str = "60s"
+    lock_timeout: str = "5s"
+    work_mem: str = "64MB"
+    temp_file_limit: str = "1GB"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AnalystLimits:
+        return cls(
+            connection_limit=_int(env, "TWIN_ANALYST_CONNECTION_LIMIT", cls.connection_limit),
+            statement_timeout=env.get("TWIN_ANALYST_STATEMENT_TIMEOUT") or cls.statement_timeout,
+            idle_in_transaction_timeout=env.get("TWIN_ANALYST_IDLE_TIMEOUT") or cls.idle_in_transaction_timeout,
+            lock_timeout=env.get("TWIN_ANALYST_LOCK_TIMEOUT") or cls.lock_timeout,
+            work_mem=env.get("TWIN_ANALYST_WORK_MEM") or cls.work_mem,
+            temp_file_limit=env.get("TWIN_ANALYST_TEMP_FILE_LIMIT") or cls.temp_file_limit,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where state lives, which models, databases and services the platform uses, and how it runs."""
 
@@ -128,6 +152,7 @@ class Settings:
     k8s_executor_config: Path = DEFAULT_K8S_EXECUTOR_CONFIG
     mlflow_ui_url: str = DEFAULT_MLFLOW_UI_URL
     analyst_password: str | None = None
+    analyst_limits: AnalystLimits = field(default_factory=AnalystLimits)
     serving: ServingSettings = field(default_factory=ServingSettings)
     ecs: EcsSettings = field(default_factory=EcsSettings)
 
@@ -157,6 +182,7 @@ class Settings:
             k8s_executor_config=Path(env.get("TWIN_K8S_EXECUTOR_CONFIG") or DEFAULT_K8S_EXECUTOR_CONFIG),
             mlflow_ui_url=(env.get("TWIN_MLFLOW_UI_URL") or DEFAULT_MLFLOW_UI_URL).rstrip("/"),
             analyst_password=env.get("TWIN_ANALYST_PASSWORD") or None,
+            analyst_limits=AnalystLimits.from_env(env),
             serving=ServingSettings.from_env(env),
             ecs=EcsSettings.from_env(env),
         )
