@@ -33,7 +33,7 @@ test: $(BIN)/twin $(TRAIN_BIN)/axolotl browser dbt-manifest
 
 # dbt's manifest.json, which the dbt assets load (parsing needs no database; no dbt packages).
 dbt-manifest: $(BIN)/twin
-	DBT_SEND_ANONYMOUS_USAGE_STATS=false $(BIN)/dbt parse --quiet --no-partial-parse --project-dir dbt_project --profiles-dir dbt_project
+	$(BIN)/python -m twin.dbt parse --quiet --no-partial-parse
 
 # Headless Chromium for the chat-page test (Debian packages).
 browser:

@@ -5,11 +5,8 @@ dbt tests become asset checks; the models rebuild on their own after their upstr
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +21,24 @@ from dagster_dbt import (
 
 from assets.metadata import CHEAP
 from resources import PostgresResource
-from twin.analyst import dbt_environment
+from twin.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_connection_env, run_dbt
 from twin.errors import TwinError
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 TRAFFIC_REFRESH_CRON = "0 * * * *"  # marts tagged `traffic` also rebuild hourly
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()  # under `dagster dev` (`twin ui`): parsed again on each load, edits show
 
 
 def prepare_manifest(project: DbtProject = dbt_project) -> Path:
-    """dbt's manifest.json, parsed again when missing or older than a file of the project.
-
-    `make` prepares it; this keeps a fresh checkout or an edited model from breaking the load.
-    Parsing needs no database. It writes to a temporary target, then swaps the manifest in.
-    """
+    """dbt's manifest.json: `make` prepares it at build time (`make dbt-manifest`); a fresh
+    checkout without one parses here, once (no database, no network). It is written to a
+    temporary target, then swapped in: other processes (code server, run workers) may be loading."""
     manifest = Path(project.manifest_path)
-    sources = [path for folder in ("models", "macros") for path in (project.project_dir / folder).rglob("*")]
-    sources += [project.project_dir / "dbt_project.yml", project.project_dir / "profiles.yml"]
-    if manifest.exists() and manifest.stat().st_mtime >= max(path.stat().st_mtime for path in sources):
+    if manifest.exists():
         return manifest
-    dbt = Path(sys.executable).with_name("dbt")
     with tempfile.TemporaryDirectory(prefix="dbt-parse-") as target:
-        result = subprocess.run(
-            [str(dbt), "parse", "--quiet", "--no-partial-parse", "--target-path", target,
-             "--project-dir", str(project.project_dir), "--profiles-dir", str(project.project_dir)],
-            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-            capture_output=True, text=True, timeout=300,
-        )
+        result = run_dbt(["parse", "--quiet", "--no-partial-parse", "--target-path", target],
+                         project_dir=project.project_dir, capture=True)
         if result.returncode != 0:
             raise TwinError(
                 f"dbt could not parse {project.project_dir}: {(result.stdout + result.stderr).strip()[-800:]}",
@@ -127,22 +115,6 @@ dbt_translator = TwinDbtTranslator(
 )
 
 
-@contextmanager
-def _dbt_connection_env(url: str) -> Iterator[None]:
-    """TWIN_DBT_* for profiles.yml while dbt's subprocess starts (DbtCliResource copies os.environ)."""
-    variables = dbt_environment(url)
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 @dbt_assets(manifest=prepare_manifest(), project=dbt_project, dagster_dbt_translator=dbt_translator)
 def analytics_marts(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
@@ -151,7 +123,7 @@ def analytics_marts(
     url = postgres.url()
     with postgres.connection():  # applies migrations: the analyst role and schemas exist
         pass
-    with _dbt_connection_env(url):
+    with dbt_connection_env(url):  # DbtCliResource copies os.environ when it starts dbt
         invocation = dbt.cli(["build"], context=context)
     try:
         yield from invocation.stream()
@@ -168,17 +140,4 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=str(Path(sys.executable).with_name("dbt")))
-
-
-PROMPT_LOGS_KEY = dg.AssetKey(["serving", "prompt_logs"])
-
-
-def external_upstream_specs(assets: list[Any]) -> list[dg.AssetSpec]:
-    """`serving/prompt_logs` (written by the serving API, not by Dagster) unless an asset declares it."""
-    declared = {key for asset in assets for key in getattr(asset, "keys", {getattr(asset, "key", None)})}
-    if PROMPT_LOGS_KEY in declared:
-        return []
-    return [dg.AssetSpec(PROMPT_LOGS_KEY, group_name="serving",
-                         description="Table prompt_logs: one row per request the serving API answered.")]
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(DBT_EXECUTABLE))

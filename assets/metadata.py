@@ -16,6 +16,10 @@ CHEAP = {"cost": "cheap"}  # seconds per twin on a laptop CPU
 EXPENSIVE = {"cost": "expensive"}  # minutes of CPU (training, model generation)
 GPU_ONLY = {"cost": "gpu-only"}  # needs CUDA
 
+# GPU work (fine-tuning, EXL2 conversion): one step at a time (the limit is set on the instance,
+# see orchestration/runs.py).
+TRAINING_POOL = "training"
+
 
 def preview(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> dg.MetadataValue:
     """A markdown table of the first rows a query returns (cells shortened)."""

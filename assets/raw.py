@@ -14,7 +14,6 @@ from resources import EmbeddingModelResource, PostgresResource, ProfilesResource
 from twin.features import features_pending
 from twin.profiles import TwinProfile
 from twin.raw_store import ImportSummary
-from twin.settings import Settings
 from twin.sources.batch import store_batch
 from twin.sources.jsonl import import_jsonl
 from twin.sources.kinds import profile_fingerprint, read_source
@@ -51,7 +50,6 @@ def raw_documents(
     embedding_model: EmbeddingModelResource,
 ) -> Iterator[dg.MaterializeResult]:
     twin = context.partition_key
-    settings = Settings.from_env()
     started = time.perf_counter()
     profile = profiles.get(twin)
     fingerprint_before = _fingerprint(context, profile, s3)  # before reading: a change meanwhile is seen next time
@@ -61,12 +59,12 @@ def raw_documents(
             with tempfile.TemporaryDirectory(prefix="twin-source-") as workdir:
                 s3_client = s3.get_client() if spec.kind == "s3" else None
                 for batch in read_source(conn, spec, profile, workdir=Path(workdir), s3_client=s3_client,
-                                         max_document_bytes=settings.max_document_bytes):
+                                         max_document_bytes=profiles.max_document_bytes):
                     summaries.append(store_batch(conn, batch, only_twin=twin,
-                                                          max_document_bytes=settings.max_document_bytes))
+                                                          max_document_bytes=profiles.max_document_bytes))
         for path in config.paths:
             summaries += import_jsonl(conn, Path(path), only_twin=twin, prune=config.prune,
-                                      max_document_bytes=settings.max_document_bytes)
+                                      max_document_bytes=profiles.max_document_bytes)
         for summary in summaries:
             context.log.info(
                 f"{summary.source}: {summary.accepted} new, {summary.updated} updated, "

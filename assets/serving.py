@@ -8,7 +8,7 @@ import time
 
 import dagster as dg
 
-from assets.metadata import GPU_ONLY
+from assets.metadata import GPU_ONLY, TRAINING_POOL
 from assets.partitions import twin_partitions
 from resources.serving import Exl2Resource
 from serving.quantization import exl2_folder, log_exl2_model, measurement_path, pipes_command, require_local_cuda
@@ -31,7 +31,7 @@ prompt_logs = dg.AssetSpec(
     group_name="gpu",
     kinds={"exllamav2", "mlflow"},
     tags=GPU_ONLY,
-    pool="training",  # GPU work: one at a time, with fine-tuning
+    pool=TRAINING_POOL,  # GPU work: one at a time, with fine-tuning
     description="The twin's champion (or the base model) quantized to EXL2 (default 4.5 bits per weight) "
                 "with exllamav2's converter through Dagster Pipes; logged to MLflow next to its source "
                 "version. CUDA only: on a host without a GPU it fails at once, before any work; in no job "

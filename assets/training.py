@@ -13,7 +13,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from assets.datasets import instruct_dataset
-from assets.metadata import CHEAP, EXPENSIVE, selected_checks
+from assets.metadata import CHEAP, EXPENSIVE, TRAINING_POOL, selected_checks
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, TrainingResource
 from resources.training import TrainingProcessFailed
@@ -36,7 +36,6 @@ from twin.query import QueryFilters
 from twin.retrieval import search
 
 MAX_RUNTIME_TAG = "dagster/max_runtime"
-TRAINING_POOL = "training"  # one training at a time (limit set on the instance, see orchestration/runs.py)
 
 
 class TrainingConfig(dg.Config):

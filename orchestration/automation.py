@@ -10,12 +10,11 @@ from dagster_aws.s3 import S3Resource
 from assets.partitions import twin_partitions
 from orchestration.jobs import build_features_job, check_pipeline_lag_job
 from resources import ProfilesResource
+from twin.settings import DEFAULT_LAG_CHECK_CRON, DEFAULT_RECRAWL_CRON
 from twin.sources.kinds import profile_fingerprint
 
 RAW_DOCUMENTS = dg.AssetKey(["raw", "documents"])
 
-DEFAULT_RECRAWL_CRON = "0 3 * * 1"  # Mondays 03:00
-DEFAULT_LAG_CHECK_CRON = "*/15 * * * *"
 
 
 def recorded_fingerprint(instance: dg.DagsterInstance, twin: str) -> str | None:

@@ -38,10 +38,9 @@ SHOWN_REJECTIONS = 10
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
     _quiet_libraries()
     try:
-        return int(args.run(args, settings) or 0)
+        return int(args.run(args, Settings.from_env()) or 0)
     except TwinError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.fix:
@@ -541,26 +540,22 @@ def cmd_analyst_url(args: argparse.Namespace, settings: Settings) -> int:
     from twin.analyst import analyst_url, enable_analyst_login
 
     url = database_url(settings)
-    given = os.environ.get("TWIN_ANALYST_PASSWORD") or None
+    given = settings.analyst_password
     with connect(url) as conn:
-        password = enable_analyst_login(conn, given, None if settings.database_url else settings.home)
+        password = enable_analyst_login(conn, given, None if settings.database_url else settings.home,
+                                        settings.analyst_limits)
     # a password of your own stays out of the printed URL; the embedded server's generated one is in it
     print(analyst_url(url, None if given else password))
     return 0
 
 
 def cmd_dbt(args: argparse.Namespace, settings: Settings) -> int:
-    import subprocess
+    from twin.dbt import run_dbt
 
-    from twin.analyst import dbt_environment
-
-    project = Path(__file__).resolve().parents[1] / "dbt_project"
     url = database_url(settings)  # this process holds the embedded server while dbt runs
     with connect(url):
         pass  # migrations: the analytics schema and the analyst role exist
-    dbt = Path(sys.executable).with_name("dbt")
-    command = [str(dbt), *(args.dbt_args or ["build"]), "--project-dir", str(project), "--profiles-dir", str(project)]
-    return subprocess.run(command, env={**os.environ, **dbt_environment(url)}).returncode
+    return run_dbt(args.dbt_args or ["build"], url).returncode
 
 
 def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
@@ -604,7 +599,9 @@ def ui_command(settings: Settings, port: str) -> tuple[list[str], dict[str, str]
     home = prepare_dagster_home(settings)
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     env = {**os.environ, "TWIN_HOME": str(settings.home), "DAGSTER_HOME": str(home),
-           "TWIN_TRAINING_PYTHON": settings.training_python}
+           "TWIN_TRAINING_PYTHON": settings.training_python,
+           # dagster-dbt parses the dbt project on each load under `dagster dev`, with the `dbt` on PATH
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     return [sys.executable, "-W", DEV_HINT_FILTER, "-m", "dagster", "dev", "-w", str(workspace), "-p", port], env
 
 

@@ -1,9 +1,6 @@
-"""The platform's Definitions, built lazily: the environment is read when Dagster loads it."""
+"""The platform's Definitions, built lazily: the environment is read (Settings) when Dagster loads it."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -16,8 +13,6 @@ from assets.raw import raw_documents
 from assets.serving import exl2_model, prompt_logs
 from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import (
-    DEFAULT_LAG_CHECK_CRON,
-    DEFAULT_RECRAWL_CRON,
     build_continuous_training_sensor,
     build_lag_check_schedule,
     build_recrawl_schedule,
@@ -25,48 +20,48 @@ from orchestration.automation import (
 )
 from orchestration.jobs import build_features_job, build_marts_job, check_pipeline_lag_job, train_twin_job
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
-from resources.serving import Exl2Resource, exl2_bits_from_env
+from resources.serving import Exl2Resource
+from serving.quantization import check_bits
 from twin.errors import TwinError
-from twin.profiles import profiles_path
 from twin.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for the given settings (the embedded database unless DATABASE_URL is set)."""
-    database_url = dg.EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else None
-    from assets.marts import analytics_marts, dbt_resource, external_upstream_specs, marts_automation_sensor
+    database_url = dg.EnvVar("DATABASE_URL") if settings.database_url else None  # a secret: read at run time
+    from assets.marts import analytics_marts, dbt_resource, marts_automation_sensor
 
+    check_bits(settings.serving.exl2_bits)  # the build the asset makes is the one serving looks for
     assets = [raw_documents, cleaned_documents, chunks, embeddings,
               instruct_dataset, preference_dataset, twin_adapter, twin_eval, champion]
     assets += [exl2_model, prompt_logs]  # models/exl2: in no job or automation (CUDA hosts)
     return dg.Definitions(
-        assets=[*assets, analytics_marts, *external_upstream_specs(assets)],
+        assets=[*assets, analytics_marts],
         asset_checks=[build_pipeline_lag_check(settings.lag_limit_seconds)],
         jobs=[build_features_job, train_twin_job, build_marts_job, check_pipeline_lag_job],
         sensors=[source_change_sensor, marts_automation_sensor,
-                 build_continuous_training_sensor(os.environ.get("TWIN_CONTINUOUS_TRAINING", "off").lower() == "on")],
-        executor=build_executor(),
-        schedules=[build_recrawl_schedule(os.environ.get("TWIN_RECRAWL_CRON") or DEFAULT_RECRAWL_CRON),
-                   build_lag_check_schedule(os.environ.get("TWIN_LAG_CHECK_CRON") or DEFAULT_LAG_CHECK_CRON)],
+                 build_continuous_training_sensor(settings.continuous_training)],
+        executor=build_executor(settings),
+        schedules=[build_recrawl_schedule(settings.recrawl_cron), build_lag_check_schedule(settings.lag_check_cron)],
         resources={
             "postgres": PostgresResource(twin_home=str(settings.home), database_url=database_url),
             "embedding_model": EmbeddingModelResource(model=settings.embedding_model),
-            "profiles": ProfilesResource(path=str(profiles_path())),
-            "s3": S3Resource(endpoint_url=os.environ.get("TWIN_S3_ENDPOINT_URL") or None),
+            "profiles": ProfilesResource(path=str(settings.profiles_path),
+                                         max_document_bytes=settings.max_document_bytes),
+            "s3": S3Resource(endpoint_url=settings.s3_endpoint_url),
             "dbt": dbt_resource(),
-            "exl2": Exl2Resource(twin_home=str(settings.home), bits=exl2_bits_from_env()),
+            "exl2": Exl2Resource(twin_home=str(settings.home), bits=settings.serving.exl2_bits),
             "exl2_pipes": dg.PipesSubprocessClient(),
-            "training": TrainingResource(
-                twin_home=str(settings.home), target=os.environ.get("TWIN_TRAINING_TARGET") or "local"),
+            "training": TrainingResource(twin_home=str(settings.home), target=settings.training_target),
         },
     )
 
 
-def build_executor() -> dg.ExecutorDefinition | None:
+def build_executor(settings: Settings) -> dg.ExecutorDefinition | None:
     """`TWIN_EXECUTOR=k8s`: every step in its own pod (dagster-k8s' k8s_job_executor) configured by
     the YAML file at TWIN_K8S_EXECUTOR_CONFIG (deploy/k8s/executor.yaml: max_concurrent, the
     training step on the GPU node pool). Unset: Dagster's default executor (multiprocess)."""
-    kind = (os.environ.get("TWIN_EXECUTOR") or "").strip().lower()
+    kind = settings.executor
     if kind in ("", "multiprocess"):
         return None
     if kind != "k8s":
@@ -75,7 +70,7 @@ def build_executor() -> dg.ExecutorDefinition | None:
         from dagster_k8s import k8s_job_executor
     except ImportError as error:
         raise TwinError("TWIN_EXECUTOR=k8s needs dagster-k8s.", "pip install '.[k8s]' in the image.") from error
-    path = Path(os.environ.get("TWIN_K8S_EXECUTOR_CONFIG") or "/etc/twin/executor.yaml")
+    path = settings.k8s_executor_config
     if not path.is_file():
         raise TwinError(f"No executor configuration at {path}.", "set TWIN_K8S_EXECUTOR_CONFIG (deploy/k8s/executor.yaml).")
     return k8s_job_executor.configured(yaml.safe_load(path.read_text(encoding="utf-8")), name="k8s_job_executor")

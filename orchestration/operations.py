@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -212,9 +211,9 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
     """Keys live in TWIN_API_KEYS (a secret of the deployment): this prints its next value."""
-    from serving.config import ApiKey, format_api_keys, new_api_key, parse_api_keys
+    from twin.api_keys import ApiKey, format_api_keys, new_api_key
 
-    keys = parse_api_keys(os.environ.get("TWIN_API_KEYS") or "")
+    keys = settings.serving.api_keys
     if args.action == "list":
         for key in keys:
             print(f"{key.id}  {'all twins' if key.twins is None else ','.join(sorted(key.twins))}")

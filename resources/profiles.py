@@ -7,12 +7,14 @@ from pathlib import Path
 import dagster as dg
 
 from twin.profiles import TwinProfile, load_profiles
+from twin.settings import DEFAULT_MAX_DOCUMENT_BYTES
 
 
 class ProfilesResource(dg.ConfigurableResource):
     """Reads the YAML file at `path` on each use, so edits apply without a restart."""
 
     path: str
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES  # what every source may deliver per document
 
     def profiles(self) -> list[TwinProfile]:
         return load_profiles(Path(self.path))

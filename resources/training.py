@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -20,7 +19,7 @@ from twin.settings import Settings
 
 
 class TrainingResource(dg.ConfigurableResource):
-    """Unset fields take the platform's defaults (TWIN_HOME, MLFLOW_TRACKING_URI, ...)."""
+    """Unset fields take the platform's defaults for `twin_home` (Settings.from_env)."""
 
     twin_home: str
     mlflow_tracking_uri: str | None = None
@@ -30,17 +29,10 @@ class TrainingResource(dg.ConfigurableResource):
     target: str = "local"  # "local" (PipesSubprocessClient) or "ecs" (PipesECSClient)
 
     def settings(self) -> Settings:
-        base = Settings.from_env()
-        overrides: dict[str, Any] = {"home": Path(self.twin_home)}
-        home = Path(self.twin_home)
-        overrides["mlflow_tracking_uri"] = self.mlflow_tracking_uri or (
-            base.mlflow_tracking_uri if base.home == home else f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-        overrides["artifacts_uri"] = self.artifacts_uri or (base.artifacts_uri if base.home == home else str(home / "artifacts"))
-        if self.base_model:
-            overrides["base_model"] = self.base_model
-        if self.training_python:
-            overrides["training_python"] = self.training_python
-        return dataclasses.replace(base, **overrides)
+        overrides = {name: value for name, value in (
+            ("mlflow_tracking_uri", self.mlflow_tracking_uri), ("artifacts_uri", self.artifacts_uri),
+            ("base_model", self.base_model), ("training_python", self.training_python)) if value}
+        return dataclasses.replace(Settings.from_env(home=Path(self.twin_home)), **overrides)
 
     def artifact_store(self, s3: S3Resource) -> ArtifactStore:
         """The dataset store; its S3 client (from the `s3` resource) only when the URI is s3://."""
@@ -53,7 +45,7 @@ class TrainingResource(dg.ConfigurableResource):
         if self.target == "ecs":
             from dagster_aws.pipes import PipesECSClient
 
-            target = EcsTrainingTarget.from_env()
+            target = EcsTrainingTarget.from_settings(self.settings())
             invocation = PipesECSClient().run(
                 context=context, run_task_params=target.run_task_params(run.env), extras=run.pipes_extras())
         else:

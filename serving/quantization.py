@@ -12,9 +12,9 @@ from pathlib import Path
 
 from training.registry import ServingModel, configure_mlflow, ensure_experiment, registered_model_name
 from twin.errors import TwinError
-from twin.settings import Settings
+from twin.settings import DEFAULT_EXL2_BITS, Settings
 
-DEFAULT_BITS = 4.5
+DEFAULT_BITS = DEFAULT_EXL2_BITS  # TWIN_EXL2_BITS: the build serving loads
 DEFAULT_HEAD_BITS = 6
 CONVERTER_MODULE = "exllamav2.conversion.convert_exl2"
 

@@ -321,7 +321,7 @@ def answer_question(
     config: ServingConfig | None = None,
 ) -> RagAnswer:
     """Answer `question` in the twin's voice with numbered, cited sources (no HTTP server)."""
-    config = config or ServingConfig.from_env()
+    config = config or ServingConfig.from_settings(settings)
     if not question.strip():
         raise TwinError("The question is empty.", 'ask something, e.g. twin ask "How do I fix table bloat?"')
     models = ModelManager(settings, config)

@@ -33,7 +33,7 @@ def serve(settings: Settings, host: str, port: int, role: str) -> None:
 
     from serving.app import create_app
 
-    config = ServingConfig.from_env()
+    config = ServingConfig.from_settings(settings)
     if role not in ROLES:
         raise TwinError(f"Unknown role {role!r}.", f"use one of {', '.join(ROLES)}.")
     check_bind(host, config)

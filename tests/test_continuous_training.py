@@ -6,8 +6,9 @@ from dagster_aws.s3 import S3Resource
 
 from assets.datasets import DATASET_CHECKS, instruct_dataset, preference_dataset
 from assets.features import chunks, cleaned_documents, embeddings
+from assets.metadata import TRAINING_POOL
 from assets.raw import raw_documents
-from assets.training import TRAINING_POOL, champion, twin_adapter, twin_eval
+from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import build_continuous_training_sensor
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
 

@@ -151,7 +151,7 @@ def test_the_k8s_executor_config_is_valid_and_targets_real_steps(
     from dagster._config import process_config
     from dagster_k8s import k8s_job_executor
 
-    from assets.training import TRAINING_POOL
+    from assets.metadata import TRAINING_POOL
     from orchestration.definitions import build_definitions, build_executor
     from twin.settings import Settings
 
@@ -161,7 +161,7 @@ def test_the_k8s_executor_config_is_valid_and_targets_real_steps(
     assert config["max_concurrent"] >= 1 and config["env_secrets"] == ["twin-secrets"]
     monkeypatch.setenv("TWIN_EXECUTOR", "k8s")
     monkeypatch.setenv("TWIN_K8S_EXECUTOR_CONFIG", str(DEPLOY / "k8s" / "executor.yaml"))
-    executor = build_executor()
+    executor = build_executor(Settings.from_env())
     assert executor is not None and executor.name == "k8s_job_executor"
     definitions = build_definitions(Settings.from_env())
     job = definitions.resolve_job_def("train_twin_job")
@@ -177,7 +177,7 @@ def test_the_k8s_executor_config_is_valid_and_targets_real_steps(
         assert step["container_config"]["image"].rsplit("/", 1)[1].startswith("twin-training:")
     monkeypatch.setenv("TWIN_EXECUTOR", "slurm")
     with pytest.raises(Exception, match="TWIN_EXECUTOR='slurm'"):
-        build_executor()
+        build_executor(Settings.from_env())
 
 
 def test_the_ecs_instance_config_is_valid_dagster_instance_config(monkeypatch: pytest.MonkeyPatch) -> None:

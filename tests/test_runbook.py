@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from orchestration.cli import main
 from serving.app import create_app
-from serving.config import parse_api_keys
 from tests.serving_support import serving_config, serving_settings
 from tests.test_feature_pipeline import article, write_jsonl
+from twin.api_keys import parse_api_keys
 from twin.database import connect
 from twin.embedding import resolve_model_location
 from twin.settings import DEFAULT_EMBEDDING_MODEL

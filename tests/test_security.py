@@ -28,11 +28,11 @@ import pytest
 from orchestration.cli import main
 from orchestration.runs import PID_TAG, fail_orphaned_runs
 from serving.backends.base import HuggingFaceTokenizer
-from serving.config import key_id, parse_api_keys
 from serving.prompts import RAG_SYSTEM, rag_messages
 from tests.conftest import REPO
 from tests.fixtures.exports import MediumPost, build_medium_export
 from tests.serving_support import RunningServer, serving_config, serving_settings, start_server
+from twin.api_keys import key_id, parse_api_keys
 from twin.database import CREDENTIALS_FILE, connect, embedded_postgres_dir
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError

@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.backends.base import choose_backend_name, require_exllamav2
-from serving.config import ServingConfig, parse_api_keys
+from serving.config import ServingConfig
 from serving.context import pack_context
 from serving.server import check_bind
 from tests.serving_support import serving_config, serving_settings
+from twin.api_keys import parse_api_keys
 from twin.errors import TwinError
 from twin.retrieval import RetrievedChunk, reciprocal_rank_fusion
 from twin.self_query import SelfQuery

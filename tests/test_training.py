@@ -355,11 +355,11 @@ def test_trainer_log_lines_become_metrics() -> None:
 def test_ecs_pipes_target_runs_the_script_on_one_gpu(monkeypatch) -> None:
     monkeypatch.delenv("TWIN_ECS_CLUSTER", raising=False)
     with pytest.raises(TwinError, match="TWIN_ECS_CLUSTER"):
-        EcsTrainingTarget.from_env()
+        EcsTrainingTarget.from_settings(Settings.from_env())
     monkeypatch.setenv("TWIN_ECS_CLUSTER", "gpu-cluster")
     monkeypatch.setenv("TWIN_ECS_TASK_DEFINITION", "twin-train:3")
     monkeypatch.setenv("TWIN_ECS_SUBNETS", "subnet-a, subnet-b")
-    params = EcsTrainingTarget.from_env().run_task_params({"MLFLOW_RUN_ID": "abc", "HF_HUB_OFFLINE": "1"})
+    params = EcsTrainingTarget.from_settings(Settings.from_env()).run_task_params({"MLFLOW_RUN_ID": "abc", "HF_HUB_OFFLINE": "1"})
     override = params["overrides"]["containerOverrides"][0]
     assert params["cluster"] == "gpu-cluster" and params["taskDefinition"] == "twin-train:3"
     assert override["command"] == ["python", "/app/pipes_axolotl.py"]

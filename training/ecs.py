@@ -1,28 +1,22 @@
 """Running the training process on AWS ECS (a GPU task definition) instead of a local subprocess.
 
-Set `TWIN_TRAINING_TARGET=ecs` and the variables below; the `models/twin_adapter` asset then
+Set `TWIN_TRAINING_TARGET=ecs` and the `TWIN_ECS_*` variables; the `models/twin_adapter` asset then
 launches `training/pipes_axolotl.py` with `dagster_aws.pipes.PipesECSClient`. The task's image
 holds the training environment (axolotl 0.19, dagster-pipes, this file at /app/pipes_axolotl.py)
 and mounts shared storage (EFS) at the same TWIN_HOME path, so the dataset, Axolotl YAML and
 output folders the asset prepares are the ones the task sees; MLflow must be a server
 (MLFLOW_TRACKING_URI) reachable from the task.
 
-| variable | meaning |
-|---|---|
-| `TWIN_ECS_CLUSTER` | cluster name or ARN |
-| `TWIN_ECS_TASK_DEFINITION` | GPU task definition (family:revision or ARN) |
-| `TWIN_ECS_CONTAINER` | container name in it (default `trainer`) |
-| `TWIN_ECS_SUBNETS` | comma-separated subnets (awsvpc network mode) |
-| `TWIN_ECS_SECURITY_GROUPS` | comma-separated security groups |
-| `TWIN_ECS_SCRIPT` | the script's path inside the image (default `/app/pipes_axolotl.py`) |
+The variables (`TWIN_ECS_*`) are read by twin/settings.py and listed in the README's
+Configuration table.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from twin.errors import TwinError
+from twin.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -36,20 +30,22 @@ class EcsTrainingTarget:
     launch_type: str = "EC2"  # GPU tasks run on EC2 capacity (Fargate has no GPUs)
 
     @classmethod
-    def from_env(cls) -> EcsTrainingTarget:
-        missing = [name for name in ("TWIN_ECS_CLUSTER", "TWIN_ECS_TASK_DEFINITION") if not os.environ.get(name)]
-        if missing:
+    def from_settings(cls, settings: Settings) -> EcsTrainingTarget:
+        ecs = settings.ecs
+        if not ecs.cluster or not ecs.task_definition:
+            missing = [name for name, value in (("TWIN_ECS_CLUSTER", ecs.cluster),
+                                                ("TWIN_ECS_TASK_DEFINITION", ecs.task_definition)) if not value]
             raise TwinError(
                 f"TWIN_TRAINING_TARGET=ecs needs {' and '.join(missing)}.",
                 "Set them to the cluster and GPU task definition that run the training image (see training/ecs.py).",
             )
         return cls(
-            cluster=os.environ["TWIN_ECS_CLUSTER"],
-            task_definition=os.environ["TWIN_ECS_TASK_DEFINITION"],
-            container=os.environ.get("TWIN_ECS_CONTAINER") or "trainer",
-            subnets=_split(os.environ.get("TWIN_ECS_SUBNETS")),
-            security_groups=_split(os.environ.get("TWIN_ECS_SECURITY_GROUPS")),
-            script=os.environ.get("TWIN_ECS_SCRIPT") or "/app/pipes_axolotl.py",
+            cluster=ecs.cluster,
+            task_definition=ecs.task_definition,
+            container=ecs.container or cls.container,
+            subnets=ecs.subnets,
+            security_groups=ecs.security_groups,
+            script=ecs.script or cls.script,
         )
 
     def run_task_params(self, env: dict[str, str]) -> dict[str, object]:
@@ -71,6 +67,3 @@ class EcsTrainingTarget:
                 "subnets": list(self.subnets), "securityGroups": list(self.security_groups), "assignPublicIp": "DISABLED"}}
         return params
 
-
-def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())

@@ -6,7 +6,6 @@ the base model.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,6 @@ def configure_mlflow(settings: Settings):  # -> mlflow.MlflowClient (mlflow impo
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_EXPERIMENT = "custom_model_development"
 TRACES_EXPERIMENT = "genai_development"
-MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `twin mlflow-ui`'s default address
 
 
 def ensure_experiment(client, settings: Settings, twin: str) -> str:
@@ -84,7 +82,7 @@ def mlflow_ui_url(settings: Settings) -> str:
     uri = settings.mlflow_tracking_uri
     if uri.startswith(("http://", "https://")):
         return uri.rstrip("/")
-    return (os.environ.get("TWIN_MLFLOW_UI_URL") or MLFLOW_UI_URL).rstrip("/")
+    return settings.mlflow_ui_url
 
 
 def run_url(settings: Settings, experiment: str, run_id: str) -> str:

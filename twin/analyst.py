@@ -1,10 +1,8 @@
-"""What SQL analysts need from Python: dbt's connection settings, vector literals, the analyst login."""
+"""What SQL analysts need from Python: vector literals and the analyst login (dbt: twin/dbt.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,61 +11,23 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from twin.errors import TwinError
+from twin.settings import AnalystLimits
 
 ANALYST_ROLE = "twin_analyst"
 
 
-@dataclass(frozen=True)
-class AnalystLimits:
-    """What one analyst session may take from the platform's database (TWIN_ANALYST_*)."""
-
-    connection_limit: int = 4
-    statement_timeout: str = "60s"
-    idle_in_transaction_timeout: str = "60s"
-    lock_timeout: str = "5s"
-    work_mem: str = "64MB"
-    temp_file_limit: str = "1GB"
-
-    @classmethod
-    def from_env(cls) -> AnalystLimits:
-        env = os.environ
-        return cls(
-            connection_limit=int(env.get("TWIN_ANALYST_CONNECTION_LIMIT") or cls.connection_limit),
-            statement_timeout=env.get("TWIN_ANALYST_STATEMENT_TIMEOUT") or cls.statement_timeout,
-            idle_in_transaction_timeout=env.get("TWIN_ANALYST_IDLE_TIMEOUT") or cls.idle_in_transaction_timeout,
-            lock_timeout=env.get("TWIN_ANALYST_LOCK_TIMEOUT") or cls.lock_timeout,
-            work_mem=env.get("TWIN_ANALYST_WORK_MEM") or cls.work_mem,
-            temp_file_limit=env.get("TWIN_ANALYST_TEMP_FILE_LIMIT") or cls.temp_file_limit,
-        )
-
-    def apply(self, conn: psycopg.Connection) -> None:
-        role = sql.Identifier(ANALYST_ROLE)
-        conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(role, sql.Literal(self.connection_limit)))
-        for name, value in (("statement_timeout", self.statement_timeout),
-                            ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout),
-                            ("lock_timeout", self.lock_timeout), ("work_mem", self.work_mem),
-                            ("temp_file_limit", self.temp_file_limit)):
-            try:
-                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(role, sql.Identifier(name), sql.Literal(value)))
-            except psycopg.errors.InvalidParameterValue as error:
-                raise TwinError(f"{value!r} is not a valid {name} for the analyst: {error}",
-                                "correct the TWIN_ANALYST_* variable (e.g. 60s, 64MB).") from error
-
-
-def dbt_environment(url: str) -> dict[str, str]:
-    """TWIN_DBT_* variables for dbt_project/profiles.yml from a platform database URL.
-
-    For the embedded server the host is the socket folder from the URL.
-    """
-    parts = conninfo_to_dict(url)
-    return {
-        "TWIN_DBT_HOST": str(parts.get("host") or "localhost"),
-        "TWIN_DBT_PORT": str(parts.get("port") or "5432"),
-        "TWIN_DBT_USER": str(parts.get("user") or "postgres"),
-        "TWIN_DBT_PASSWORD": str(parts.get("password") or ""),
-        "TWIN_DBT_DBNAME": str(parts.get("dbname") or "postgres"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+def apply_analyst_limits(conn: psycopg.Connection, limits: AnalystLimits) -> None:
+    role = sql.Identifier(ANALYST_ROLE)
+    conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(role, sql.Literal(limits.connection_limit)))
+    for name, value in (("statement_timeout", limits.statement_timeout),
+                        ("idle_in_transaction_session_timeout", limits.idle_in_transaction_timeout),
+                        ("lock_timeout", limits.lock_timeout), ("work_mem", limits.work_mem),
+                        ("temp_file_limit", limits.temp_file_limit)):
+        try:
+            conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(role, sql.Identifier(name), sql.Literal(value)))
+        except psycopg.errors.InvalidParameterValue as error:
+            raise TwinError(f"{value!r} is not a valid {name} for the analyst: {error}",
+                            "correct the TWIN_ANALYST_* variable (e.g. 60s, 64MB).") from error
 
 
 def vector_literal(vector: Sequence[float]) -> str:
@@ -102,7 +62,7 @@ def enable_analyst_login(conn: psycopg.Connection, password: str | None, embedde
     conn.execute("SET password_encryption = 'scram-sha-256'")
     conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
         sql.Identifier(ANALYST_ROLE), sql.Literal(password)))
-    (limits or AnalystLimits.from_env()).apply(conn)
+    apply_analyst_limits(conn, limits or AnalystLimits())  # None: the defaults
     return password
 
 

@@ -17,7 +17,6 @@ twins:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +48,6 @@ class TwinProfile:
     @property
     def slug(self) -> str:
         return twin_slug(self.name)
-
-
-def profiles_path() -> Path:
-    return Path(os.environ.get("TWIN_PROFILES") or Path.cwd() / "twins.yaml").expanduser().resolve()
 
 
 def load_profiles(path: Path) -> list[TwinProfile]:
