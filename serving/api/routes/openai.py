@@ -134,11 +134,11 @@ def model_rows(runtime: Runtime) -> list[dict[str, object]]:
                 for slug, name in runtime.service.twins()]
     rows: list[dict[str, object]] = [{"id": "base", "object": "model", "created": 0, "owned_by": "llm-twin"}]
     try:
-        from training.registry import configure_mlflow
+        from training.registry import MODEL_PREFIX, configure_mlflow, twin_of_model
 
         client = configure_mlflow(runtime.settings)
-        for model in client.search_registered_models(filter_string="name LIKE 'twin-%'"):
-            rows.append({"id": model.name.removeprefix("twin-"), "object": "model", "created": 0,
+        for model in client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}%'"):
+            rows.append({"id": twin_of_model(model.name), "object": "model", "created": 0,
                          "owned_by": "llm-twin"})
     except TwinError as error:
         log.warning("model registry unavailable: %s", error.message)
