@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from serving.backends.base import GenerationBackend, choose_backend_name
+from serving.backends.base import GenerationBackend, choose_backend_name, generates_remotely
 from serving.config import ServingConfig
 from serving.quantization import exl2_folder
 from training.registry import ServingModel, resolve_serving_model
@@ -47,7 +47,7 @@ class ModelManager:
 
     def get(self, twin: str | None) -> LoadedModel:
         """The model for `twin` (None: the base model); raises ModelUnavailable with the fix."""
-        if self.config.backend == "remote" or (self.config.backend == "auto" and self.config.model_endpoint):
+        if generates_remotely(self.config.backend, self.config.model_endpoint):  # no registry, no weights here
             return self._remote(twin)
         model = self._resolve(twin)
         try:

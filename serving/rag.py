@@ -21,7 +21,7 @@ from serving.config import ServingConfig
 from serving.context import PackedContext, Source, pack_context
 from serving.models import LoadedModel, ModelManager, ModelUnavailable
 from serving.monitoring import Monitor, PromptLog
-from training.registry import ServingModel
+from training.registry import ServingModel, twin_of_model
 from twin.database import connect, database_url
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
@@ -173,7 +173,7 @@ class RagService:
         if not self.with_database:
             return name
         known = dict(self.twins())
-        for candidate in (name, name.removeprefix("twin-"), twin_slug(name)):
+        for candidate in (name, twin_of_model(name), twin_slug(name)):
             if candidate in known:
                 return candidate
         raise UnknownTwin(f"Unknown twin {name!r}; known twins: {', '.join(known) or 'none yet'}.",

@@ -12,7 +12,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from serving.app import Runtime, create_app
+from serving.api.runtime import Runtime
+from serving.app import create_app
 from serving.config import ServingConfig
 from twin.settings import Settings
 

@@ -118,6 +118,26 @@ def test_self_query_filters_by_author(server: RunningServer) -> None:
     assert {(s["author"], s["category"]) for s in body["sources"]} == {("Tomás Herrera", "post")}
 
 
+def test_one_request_runs_self_query_once(server: RunningServer, client: openai.OpenAI,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # the filters are parsed once in RagService.prepare and handed to search, never parsed again
+    from twin.retrieval import SelfQuery
+
+    questions: list[str] = []
+    parse = SelfQuery.parse
+
+    def counted(self: SelfQuery, question: str, today: object = None) -> object:
+        questions.append(question)
+        return parse(self, question, today)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SelfQuery, "parse", counted)
+    assert rag(server, query="In his posts, what did Tomas say about sea turtle hatchlings?").status_code == 200
+    assert len(questions) == 1
+    client.chat.completions.create(model="tomas-herrera", max_tokens=4,
+                                   messages=[{"role": "user", "content": "What did Tomas write about turtles?"}])
+    assert len(questions) == 2
+
+
 @pytest.mark.parametrize(("body", "status", "message"), [
     ({"query": ""}, 422, "The question is empty"),
     ({"query": "   "}, 422, "The question is empty"),

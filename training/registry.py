@@ -18,10 +18,16 @@ from twin.settings import Settings
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 EXPERIMENT_PREFIX = "twin-"
+MODEL_PREFIX = "twin-"  # each twin's registered model is `twin-<slug>`
 
 
 def registered_model_name(twin: str) -> str:
-    return f"twin-{twin}"
+    return f"{MODEL_PREFIX}{twin}"
+
+
+def twin_of_model(name: str) -> str:
+    """The twin slug in a registered model name (`twin-<slug>` -> `<slug>`); other names unchanged."""
+    return name.removeprefix(MODEL_PREFIX)
 
 
 def experiment_name(twin: str) -> str:

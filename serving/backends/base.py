@@ -64,10 +64,16 @@ def exllamav2_installed() -> bool:
     return importlib.util.find_spec("exllamav2") is not None
 
 
+def generates_remotely(configured: str, model_endpoint: str | None) -> bool:
+    """The one rule for the remote backend: asked for by name, or `auto` with a model endpoint set."""
+    return configured == "remote" or (configured == "auto" and bool(model_endpoint))
+
+
 def choose_backend_name(configured: str, *, has_exl2_weights: bool, model_endpoint: str | None) -> str:
-    """`auto`: ExLlamaV2 on CUDA hosts with exllamav2 and an EXL2 build, otherwise transformers;
-    an explicit choice is checked and refused with what to configure."""
-    if configured == "remote" or (configured == "auto" and model_endpoint):
+    """`auto`: the remote backend when a model endpoint is set, else ExLlamaV2 on CUDA hosts with
+    exllamav2 and an EXL2 build, otherwise transformers; an explicit choice is checked and refused
+    with what to configure."""
+    if generates_remotely(configured, model_endpoint):
         if not model_endpoint:
             raise TwinError(
                 "TWIN_GENERATION_BACKEND=remote needs a model endpoint.",
