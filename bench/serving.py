@@ -116,7 +116,7 @@ def sample_database(server_url: str) -> str:
 
 
 def rag_overhead(settings: Settings) -> dict[str, object]:
-    config = replace(ServingConfig.from_env(), backend="transformers")
+    config = replace(ServingConfig.from_settings(settings), backend="transformers")
     models = ModelManager(settings, config)
     service = RagService(settings, config, models, monitor=None)
     models.get(None)  # load once; loading is not per request
@@ -142,7 +142,7 @@ def api_load(settings: Settings, clients: int, per_client: int, queued: int) -> 
 
     from serving.app import create_app
 
-    config = replace(ServingConfig.from_env(), backend="transformers", max_queued_requests=queued,
+    config = replace(ServingConfig.from_settings(settings), backend="transformers", max_queued_requests=queued,
                      default_max_tokens=16)
     app = create_app(settings, config)
     with socket.socket() as probe:

@@ -25,7 +25,8 @@ from twin.settings import Settings
 
 
 def create_app(settings: Settings | None = None, config: ServingConfig | None = None, role: str = "all") -> FastAPI:
-    runtime = Runtime(settings or Settings.from_env(), config or ServingConfig.from_env(), role)
+    settings = settings or Settings.from_env()
+    runtime = Runtime(settings, config or ServingConfig.from_settings(settings), role)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

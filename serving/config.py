@@ -18,11 +18,6 @@ class ServingConfig(ServingSettings):
     def from_settings(cls, settings: Settings) -> ServingConfig:
         return cls(**{item.name: getattr(settings.serving, item.name) for item in fields(ServingSettings)})
 
-    @classmethod
-    def from_env(cls) -> ServingConfig:
-        """For callers without Settings of their own (`create_app()` with no arguments)."""
-        return cls.from_settings(Settings.from_env())
-
     def find_key(self, key: str | None) -> ApiKey | None:
         """The configured entry for `key` (compared in constant time), or None."""
         if key is None:
