@@ -6,7 +6,6 @@ dbt tests become asset checks; the models rebuild on their own after their upstr
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,10 +23,9 @@ from dagster_dbt import (
 
 from assets.metadata import CHEAP
 from resources import PostgresResource
-from twin.analyst import dbt_environment
+from twin.analyst import DBT_PROJECT_DIR, dbt_environment, dbt_executable
 from twin.errors import TwinError
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 TRAFFIC_REFRESH_CRON = "0 * * * *"  # marts tagged `traffic` also rebuild hourly
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -43,7 +41,7 @@ def prepare_manifest(project: DbtProject = dbt_project) -> Path:
     sources += [project.project_dir / "dbt_project.yml", project.project_dir / "profiles.yml"]
     if manifest.exists() and manifest.stat().st_mtime >= max(path.stat().st_mtime for path in sources):
         return manifest
-    dbt = Path(sys.executable).with_name("dbt")
+    dbt = dbt_executable()
     with tempfile.TemporaryDirectory(prefix="dbt-parse-") as target:
         result = subprocess.run(
             [str(dbt), "parse", "--quiet", "--no-partial-parse", "--target-path", target,
@@ -168,7 +166,7 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
 
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=str(Path(sys.executable).with_name("dbt")))
+                          dbt_executable=str(dbt_executable()))
 
 
 PROMPT_LOGS_KEY = dg.AssetKey(["serving", "prompt_logs"])

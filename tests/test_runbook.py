@@ -1,5 +1,5 @@
 """docs/runbook.md, procedure by procedure: each test runs the commands the runbook gives, through
-`twin` (orchestration/cli.py), on the real embedded Postgres, MLflow and embedding model."""
+`twin` (orchestration/cli/), on the real embedded Postgres, MLflow and embedding model."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,12 @@ from psycopg.conninfo import conninfo_to_dict
 from twin.errors import TwinError
 
 ANALYST_ROLE = "twin_analyst"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"  # also its profiles.yml
+
+
+def dbt_executable() -> Path:
+    """The dbt of this Python environment (the asset and `twin dbt` run the same one)."""
+    return Path(sys.executable).with_name("dbt")
 
 
 @dataclass(frozen=True)

@@ -61,14 +61,15 @@ class Database:
 
     @property
     def url(self) -> str:
+        """The connection URL (for psql, dbt and pg_dump too); starts the embedded server if needed."""
         if self._url is None:
             assert self._home is not None
             self._url = start_embedded_postgres(embedded_postgres_dir(self._home))
         return self._url
 
     def connect(self) -> psycopg.Connection:
-        """A new autocommit connection (writes use explicit transactions) with pgvector registered
-        (so on a migrated database: call `ensure_schema()` first)."""
+        """A new autocommit connection (writes use explicit transactions) with pgvector registered;
+        the vector type must exist, so a database that may be fresh needs `ensure_schema()` first."""
         conn = self._open()
         register_vector(conn)
         return conn

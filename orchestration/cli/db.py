@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-from orchestration.cli.common import REPO_ROOT, platform_database
+from orchestration.cli.common import platform_database
 from twin.database import embedded_postgres_dir, set_embedding_column_dimension, stop_embedded_postgres
 from twin.errors import TwinError
 from twin.settings import Settings
@@ -36,12 +34,11 @@ def analyst_url(settings: Settings) -> int:
 
 def dbt(settings: Settings, dbt_args: list[str]) -> int:
     """dbt on dbt_project/; migrated first, so the analytics schema and the analyst role exist."""
-    from twin.analyst import dbt_environment
+    from twin.analyst import DBT_PROJECT_DIR, dbt_environment, dbt_executable
 
-    project = REPO_ROOT / "dbt_project"
     url = platform_database(settings).url  # this process holds the embedded server while dbt runs
-    executable = Path(sys.executable).with_name("dbt")
-    command = [str(executable), *(dbt_args or ["build"]), "--project-dir", str(project), "--profiles-dir", str(project)]
+    project = str(DBT_PROJECT_DIR)
+    command = [str(dbt_executable()), *(dbt_args or ["build"]), "--project-dir", project, "--profiles-dir", project]
     return subprocess.run(command, env={**os.environ, **dbt_environment(url)}).returncode
 
 
