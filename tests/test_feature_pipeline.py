@@ -6,8 +6,9 @@ import psycopg
 import pytest
 
 from tests.conftest import Pipeline, asset_metadata
-from twin.database import Database, set_embedding_column_dimension
+from twin.database import Database
 from twin.embedding import resolve_model_location
+from twin.embedding_column import set_embedding_column_dimension
 from twin.settings import DEFAULT_EMBEDDING_MODEL
 from twin.sources.jsonl import import_jsonl
 

@@ -6,7 +6,8 @@ import os
 import subprocess
 
 from orchestration.cli.common import platform_database
-from twin.database import embedded_postgres_dir, set_embedding_column_dimension, stop_embedded_postgres
+from twin.database import embedded_postgres_dir, stop_embedded_postgres
+from twin.embedding_column import set_embedding_column_dimension
 from twin.errors import TwinError
 from twin.settings import Settings
 
