@@ -119,10 +119,9 @@ dbt_translator = TwinDbtTranslator(
 def analytics_marts(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource
 ) -> Iterator[Any]:
-    # This process holds the embedded server (postgres.url() starts or joins it) while dbt runs.
-    url = postgres.url()
-    with postgres.connection():  # applies migrations: the analyst role and schemas exist
-        pass
+    # This process holds the embedded server (started or joined here) while dbt runs; the database
+    # is migrated first, so the analyst role and schemas exist.
+    url = postgres.database().url
     with dbt_connection_env(url):  # DbtCliResource copies os.environ when it starts dbt
         invocation = dbt.cli(["build"], context=context)
     try:

@@ -77,14 +77,17 @@ def main() -> None:
 
 _FEATURES = """
 from twin.chunking import ChunkingPolicy
-from twin.database import connect, database_url
+from twin.database import Database
 from twin.embedding import load_embedder
+from twin.raw_store import list_twins
 from twin.settings import Settings
 from twin import features
 settings = Settings.from_env()
 embedder = load_embedder(settings.embedding_model)
-with connect(database_url(settings)) as conn:
-    for (twin,) in conn.execute("SELECT slug FROM twins").fetchall():
+database = Database.from_settings(settings)
+database.ensure_schema()
+with database.connect() as conn:
+    for twin, _ in list_twins(conn):
         features.clean_documents(conn, twin)
         features.chunk_documents(conn, twin, embedder, ChunkingPolicy(max_tokens=embedder.max_tokens))
         features.embed_chunks(conn, twin, embedder)

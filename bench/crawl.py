@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.sources.articles import extract_article  # noqa: E402
 from twin.sources.crawl import crawl  # noqa: E402
 from twin.sources.fetcher import CrawlSettings  # noqa: E402
@@ -148,7 +148,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="twin-bench-crawl-"))
     url = start_embedded_postgres(embedded_postgres_dir(home))
     try:
-        with connect(url) as conn:
+        Database(url).ensure_schema()
+        with Database(url).connect() as conn:
             figures: dict[str, Any] = {
                 "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
                 "throughput_no_rate_limit": throughput(conn, args.pages),

@@ -35,7 +35,7 @@ from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.documents import twin_slug  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
 from twin.settings import DEFAULT_EMBEDDING_MODEL, Settings  # noqa: E402
@@ -69,7 +69,8 @@ def run(home: Path, url: str, min_chunks: int) -> dict[str, object]:
     copies = -(-min_chunks // CHUNKS_PER_CORPUS_COPY) + 1
     corpus = home / "corpus.jsonl"
     twins = write_scaled_corpus(corpus, copies)
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         import_jsonl(conn, corpus, max_document_bytes=1_000_000)
     embedder = load_embedder(DEFAULT_EMBEDDING_MODEL)
     embedder.encode(["warm up the model once"])  # loading is not what we measure
@@ -98,7 +99,8 @@ def run(home: Path, url: str, min_chunks: int) -> dict[str, object]:
 
     full_seconds = materialize_all()
     full_steps = {key: round(value, 1) for key, value in step_seconds.items()}
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         texts = [row[0] for row in conn.execute("SELECT text FROM chunks ORDER BY chunk_id")]
         tokens = conn.execute("SELECT avg(token_count) FROM chunks").fetchone()[0]
         documents = conn.execute("SELECT count(*) FROM cleaned_documents").fetchone()[0]
@@ -151,7 +153,8 @@ def insert_rates(url: str, vectors) -> tuple[float, float]:
 
     ids = [uuid.uuid4() for _ in range(len(vectors))]
     rates = []
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         for method in ("copy", "executemany"):
             conn.execute("DROP TABLE IF EXISTS bench_vectors")
             conn.execute("CREATE TABLE bench_vectors (chunk_id uuid PRIMARY KEY, embedding vector(384))")

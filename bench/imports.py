@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.exports import Share, build_linkedin_export  # noqa: E402
-from twin.database import connect, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.sources.batch import SourceBatch, store_batch  # noqa: E402
 from twin.sources.exports import read_export  # noqa: E402
 from twin.sources.git_repository import read_git_repository  # noqa: E402
@@ -93,7 +93,8 @@ def bench_git(work: Path, url: str, files: int) -> dict[str, object]:
 
 def store_figures(url: str, batch: SourceBatch, read_s: float) -> dict[str, object]:
     """Store the batch (all new documents), then store it again (all unchanged)."""
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         store_s, summary = timed(lambda: store_batch(conn, batch))
         assert summary.accepted == len(batch.documents), summary
         restore_s, again = timed(lambda: store_batch(conn, batch))

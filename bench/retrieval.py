@@ -47,7 +47,7 @@ from bench.report import replace_section  # noqa: E402
 from twin import keyword_search, retrieval  # noqa: E402
 from twin.chunking import split_sentences  # noqa: E402
 from twin.cleaning import clean_prose  # noqa: E402
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
 from twin.query import QueryFilters, clean_query, where_clause  # noqa: E402
 from twin.settings import Settings  # noqa: E402
@@ -208,7 +208,8 @@ def composition_check(documents: list[list[str]], pool_vectors: dict[str, np.nda
 def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray],
           questions: list[str], query_vectors: np.ndarray, model_id: str, ef_values: list[int]) -> dict[str, object]:
     url = create_database(server_url, f"bench_{n}")
-    conn = connect(url)
+    Database(url).ensure_schema()
+    conn = Database(url).connect()
     result: dict[str, object] = {"chunks": n}
     conn.execute("DROP INDEX chunks_embedding_hnsw")
     conn.execute("DROP INDEX chunks_search_vector")
@@ -349,7 +350,8 @@ def quality_on_sample(server_url: str, settings: Settings) -> dict[str, dict[str
 
     url = create_database(server_url, "bench_sample")
     embedder = load_embedder(settings.embedding_model)
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         summaries = import_jsonl(conn, REPO / "sample_corpus", max_document_bytes=1_000_000)
         for twin in sorted(set().union(*(summary.twins for summary in summaries))):
             features.clean_documents(conn, twin)

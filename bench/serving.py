@@ -41,7 +41,7 @@ from serving.models import ModelManager  # noqa: E402
 from serving.rag import RagService  # noqa: E402
 from twin import features  # noqa: E402
 from twin.chunking import ChunkingPolicy  # noqa: E402
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
 from twin.settings import Settings  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
@@ -105,7 +105,8 @@ def _pct(values: list[float], q: int) -> float:
 def sample_database(server_url: str) -> str:
     url = create_database(server_url, "bench_sample")
     embedder = load_embedder(Settings.from_env().embedding_model)
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         summaries = import_jsonl(conn, REPO / "sample_corpus", max_document_bytes=1_000_000)
         twins = sorted(set().union(*(summary.twins for summary in summaries)))
         for twin in twins:

@@ -30,7 +30,7 @@ from bench.report import replace_section  # noqa: E402
 from training.artifacts import ArtifactStore  # noqa: E402
 from training.dataset_versions import build_instruct_dataset  # noqa: E402
 from training.instructions import OfflineInstructionGenerator  # noqa: E402
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.features import clean_documents  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
 
@@ -79,7 +79,8 @@ def machine() -> str:
 
 
 def dataset_generation(url: str, home: Path, repeats: int) -> dict[str, object]:
-    with connect(url) as conn:
+    Database(url).ensure_schema()
+    with Database(url).connect() as conn:
         for twin in TWINS:
             import_jsonl(conn, REPO / "sample_corpus" / f"{twin}.jsonl", max_document_bytes=1_000_000)
             clean_documents(conn, twin)

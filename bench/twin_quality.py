@@ -81,9 +81,11 @@ def main() -> None:
 def twin_result(settings, twin: str) -> dict[str, object]:
     """The twin's latest evaluation and the training figures of the model it evaluated."""
     from training.registry import configure_mlflow
-    from twin.database import connect, database_url
+    from twin.database import Database
 
-    with connect(database_url(settings)) as conn:
+    database = Database.from_settings(settings)
+    database.ensure_schema()
+    with database.connect() as conn:
         row = conn.execute(
             """SELECT e.report, m.train_steps, m.train_seconds, m.mlflow_run_id, m.profile, m.version FROM evaluations e
                JOIN model_versions m USING (registered_model, version)

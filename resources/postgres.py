@@ -9,21 +9,24 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from twin.database import connect, resolve_database_url
+from twin.database import Database
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """Connections with the schema migrated and pgvector registered."""
+    """The run's `Database`; the schema is migrated before the first connection an asset gets."""
 
     twin_home: str
     database_url: str | None = None
 
-    def url(self) -> str:
-        return resolve_database_url(self.database_url, Path(self.twin_home))
+    def database(self) -> Database:
+        """Migrated (once per process and URL): the assets are an entry point like the CLI."""
+        database = Database(self.database_url, home=Path(self.twin_home))
+        database.ensure_schema()
+        return database
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        conn = connect(self.url())
+        conn = self.database().connect()
         try:
             yield conn
         finally:

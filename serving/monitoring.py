@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from twin.database import connect
+from twin.database import Database
 from twin.settings import Settings
 
 log = logging.getLogger("twin.serving.monitoring")
@@ -80,20 +80,24 @@ class Monitor:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        conn = None
+        database: Database | None = None  # a pool of one, for this thread
         while True:
             entry = self._queue.get()
             try:
                 if entry is None:
+                    if database is not None:
+                        database.close()
                     return
                 if self.database_url:
                     try:
-                        if conn is None or conn.closed:
-                            conn = connect(self.database_url)
-                        write_prompt_log(conn, entry)
+                        if database is None or database.url != self.database_url:
+                            database = Database(self.database_url, pool_size=1)
+                        with database.connection() as conn:
+                            write_prompt_log(conn, entry)
                     except Exception as error:  # noqa: BLE001 - the database may be down
                         log.warning("prompt log %s not written to Postgres: %s", entry.request_id, error)
-                        conn = None
+                        if database is not None:
+                            database.close()  # a broken connection is not reused
                 if self.traces:
                     try:
                         self._trace(entry)

@@ -22,12 +22,13 @@ from serving.context import PackedContext, Source, pack_context
 from serving.models import LoadedModel, ModelManager, ModelUnavailable
 from serving.monitoring import Monitor, PromptLog
 from training.registry import ServingModel, twin_of_model
-from twin.database import connect, database_url
+from twin.database import Database
 from twin.documents import twin_slug
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.grounding import GroundedAnswer
 from twin.query import OutOfScope, QueryFilters, scoped_filters
+from twin.raw_store import list_twins
 from twin.retrieval import RetrievedChunk, search
 from twin.self_query import self_query_for
 from twin.settings import Settings
@@ -116,41 +117,29 @@ class RagService:
         self.models = models
         self.monitor = monitor
         self.with_database = with_database
-        self._url: str | None = None
-        self._pool: list[psycopg.Connection] = []
-        self._pool_lock = threading.Lock()
+        self.database = Database.from_settings(settings)
         self._twins: tuple[tuple[tuple[str, str], ...], float] | None = None
 
     # --- database -------------------------------------------------------------------------
     def database_url(self) -> str:
-        if self._url is None:
-            self._url = database_url(self.settings)
-        return self._url
+        return self.database.url
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        with self._pool_lock:
-            conn = self._pool.pop() if self._pool else None
+        """A pooled connection; an unreachable or failing database is DatabaseUnavailable (503)."""
+        connected = False
         try:
-            if conn is None or conn.closed:
-                conn = connect(self.database_url())
-        except TwinError as error:
-            raise DatabaseUnavailable(error.message, error.fix) from error
-        healthy = True
-        try:
-            yield conn
+            self.database.ensure_schema()  # the serving entry point: a fresh database is migrated first
+            with self.database.connection() as conn:
+                connected = True
+                yield conn
         except psycopg.OperationalError as error:
-            healthy = False
             raise DatabaseUnavailable(f"PostgreSQL failed during the request: {error}",
                                       "check that the database is up (GET /readyz).") from error
-        finally:
-            if healthy and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                with self._pool_lock:
-                    if len(self._pool) < 8:
-                        self._pool.append(conn)
-                        conn = None
-            if conn is not None:
-                conn.close()
+        except TwinError as error:
+            if connected:  # the request's own error (an unknown twin, a refused scope)
+                raise
+            raise DatabaseUnavailable(error.message, error.fix) from error
 
     def ping(self) -> None:
         with self.connection() as conn:
@@ -162,7 +151,7 @@ class RagService:
         if cached is not None and time.monotonic() - cached[1] < TWINS_TTL_S:
             return cached[0]
         with self.connection() as conn:
-            rows = tuple((row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug"))
+            rows = tuple(list_twins(conn))
         self._twins = (rows, time.monotonic())
         return rows
 
@@ -297,10 +286,7 @@ class RagService:
         return answer
 
     def close(self) -> None:
-        with self._pool_lock:
-            for conn in self._pool:
-                conn.close()
-            self._pool.clear()
+        self.database.close()
 
 
 def nothing_found(author: str | None) -> str:
@@ -325,7 +311,7 @@ def answer_question(
     if not question.strip():
         raise TwinError("The question is empty.", 'ask something, e.g. twin ask "How do I fix table bloat?"')
     models = ModelManager(settings, config)
-    monitor = Monitor(settings, database_url(settings))
+    monitor = Monitor(settings, Database.from_settings(settings).url)
     service = RagService(settings, config, models, monitor)
     try:
         slug = service.resolve_twin(twin)

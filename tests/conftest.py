@@ -25,7 +25,7 @@ from assets.features import chunks, cleaned_documents, embeddings  # noqa: E402
 from assets.partitions import twin_partitions  # noqa: E402
 from assets.raw import raw_documents  # noqa: E402
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource  # noqa: E402
-from twin.database import connect, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
+from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import Embedder, load_embedder  # noqa: E402
 from twin.settings import DEFAULT_EMBEDDING_MODEL  # noqa: E402
 from twin.sources.jsonl import import_jsonl  # noqa: E402
@@ -61,7 +61,9 @@ def database_url(server_url: str) -> str:
 
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    connection = connect(database_url)
+    database = Database(database_url)
+    database.migrate()
+    connection = database.connect()
     yield connection
     connection.close()
 
@@ -131,7 +133,9 @@ def pipeline(database_url: str, twin_home: Path) -> Iterator[Pipeline]:
 def sample_database(server_url: str, twin_home: Path) -> str:
     """A database with the whole sample corpus imported and materialized (built once)."""
     url = create_database(server_url)
-    with connect(url) as connection:
+    database = Database(url)
+    database.migrate()
+    with database.connect() as connection:
         summaries = import_jsonl(connection, SAMPLE_CORPUS, max_document_bytes=1_000_000)
     assert all(not summary.rejected for summary in summaries)
     twins = sorted(set().union(*(summary.twins for summary in summaries)))
@@ -158,7 +162,7 @@ def analytics_database(server_url: str, sample_database: str) -> str:
     from tests.analyst_rows import copy_database, insert_training_and_traffic_rows, insert_uncleaned_document
 
     url = copy_database(sample_database, create_database(server_url))
-    with connect(url) as connection:
+    with Database(url).connect() as connection:
         insert_training_and_traffic_rows(connection)
         insert_uncleaned_document(connection)
     return url

@@ -17,7 +17,7 @@ from orchestration.cli import main
 from tests.analyst_rows import build_marts
 from twin.analyst import ANALYST_ROLE, analyst_url, enable_analyst_login
 from twin.cleaning import clean_prose
-from twin.database import connect, embedded_password
+from twin.database import Database, embedded_password
 from twin.embedding import Embedder
 from twin.errors import TwinError
 from twin.retrieval import encode_queries, search
@@ -31,7 +31,7 @@ QUESTION = "How do I keep Postgres tables from bloating when autovacuum falls be
 @pytest.fixture(scope="module")
 def platform(analytics_database: str, twin_home: Path) -> psycopg.Connection:
     assert build_marts(analytics_database, str(twin_home)).success  # type: ignore[attr-defined]
-    connection = connect(analytics_database)
+    connection = Database(analytics_database).connect()
     enable_analyst_login(connection, None, twin_home)
     yield connection
     connection.close()
@@ -249,7 +249,7 @@ def test_twin_analyst_url_prints_a_url_psql_logs_in_with_as_the_analyst(
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().startswith("twin_analyst|")
     finally:  # roles are cluster-wide: give the other tests their generated password back
-        with connect(analytics_database) as conn:
+        with Database(analytics_database).connect() as conn:
             enable_analyst_login(conn, None, Path(os.environ["TWIN_HOME"]))
 
 
@@ -259,8 +259,8 @@ def test_the_analyst_cannot_hold_the_platforms_locks(analyst: psycopg.Connection
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             analyst.execute("SELECT * FROM platform_locks FOR UPDATE")
-        code = ("import sys; from twin.database import connect, hold_platform_lock\n"
-                "conn = connect(sys.argv[1])\n"
+        code = ("import sys; from twin.database import Database, hold_platform_lock\n"
+                "database = Database(sys.argv[1])\ndatabase.migrate()\nconn = database.connect()\n"
                 "with conn.transaction():\n    hold_platform_lock(conn, 'chunks:maya-lindqvist')\n")
         result = subprocess.run([sys.executable, "-c", code, analytics_database], capture_output=True, text=True,
                                 timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})

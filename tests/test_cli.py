@@ -118,3 +118,18 @@ def test_import_export_detects_the_format_and_reports(database_url, tmp_path, ca
     (tmp_path / "notes.zip").write_bytes(b"not a zip at all")
     assert main(["import-export", str(tmp_path / "notes.zip"), "--twin", "Maya Lindqvist"]) == 1
     assert "rejected" in capsys.readouterr().out
+
+
+def test_the_demo_steps_are_the_command_functions(database_url, capsys, monkeypatch) -> None:
+    """`twin demo` calls the commands' functions: its sample export imports, twin by twin chrome prints."""
+    from orchestration.cli import ingest
+    from orchestration.cli.demo import DEMO_EXPORT_AUTHOR, demo_linkedin_export, print_chrome
+    from twin.settings import Settings
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    settings = Settings.from_env()
+    assert ingest.import_export(settings, demo_linkedin_export(settings), DEMO_EXPORT_AUTHOR) == 0
+    print_chrome(settings)
+    out = capsys.readouterr().out
+    assert "ines-varga-linkedin.zip: " in out and " 0 rejected" in out and "twins: ines-varga" in out
+    assert "chrome removed: ines-varga: none (from 0 documents)" in out  # nothing cleaned before materialize

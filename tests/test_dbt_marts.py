@@ -17,7 +17,7 @@ from orchestration.cli import main
 from orchestration.definitions import defs
 from tests.analyst_rows import MODEL, UNANSWERED_QUERY, build_marts
 from tests.conftest import create_database
-from twin.database import connect
+from twin.database import Database
 
 SESSION_STARTED = time.time()  # older target folders are from runs before the cleanup existed
 
@@ -30,7 +30,7 @@ def marts(analytics_database: str, twin_home: Path) -> psycopg.Connection:
     result = build_marts(analytics_database, str(twin_home))
     assert isinstance(result, dg.ExecuteInProcessResult)
     assert result.success
-    connection = connect(analytics_database)
+    connection = Database(analytics_database).connect()
     yield connection
     connection.close()
 
@@ -153,7 +153,8 @@ def test_staging_hides_prompts_and_answers(marts: psycopg.Connection) -> None:
 
 def test_a_failing_dbt_test_fails_twin_dbt(server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     url = create_database(server_url)
-    with connect(url) as conn:  # a cleaned document of an unknown category and without its raw document
+    Database(url).migrate()
+    with Database(url).connect() as conn:  # a cleaned document of an unknown category and without its raw document
         conn.execute("INSERT INTO twins (slug, name) VALUES ('ana', 'Ana')")
         conn.execute("""INSERT INTO cleaned_documents (document_id, twin, category, platform, url, title, author,
                             content, content_hash, raw_hash, cleaner)
@@ -161,7 +162,7 @@ def test_a_failing_dbt_test_fails_twin_dbt(server_url: str, monkeypatch: pytest.
     monkeypatch.setenv("DATABASE_URL", url)
     status = main(["dbt", "build", "--select", "stg_cleaned_documents", "stg_raw_documents", "--quiet"])
     assert status != 0
-    with connect(url) as conn:  # the view was built; its accepted_values and relationships tests failed
+    with Database(url).connect() as conn:  # the view was built; its accepted_values and relationships tests failed
         assert conn.execute("SELECT count(*) FROM staging.stg_cleaned_documents WHERE category = 'podcast'"
                             ).fetchone()[0] == 1
 

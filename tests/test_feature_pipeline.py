@@ -6,8 +6,9 @@ import psycopg
 import pytest
 
 from tests.conftest import Pipeline, asset_metadata
-from twin.database import connect, set_embedding_column_dimension
+from twin.database import Database
 from twin.embedding import resolve_model_location
+from twin.embedding_column import set_embedding_column_dimension
 from twin.settings import DEFAULT_EMBEDDING_MODEL
 from twin.sources.jsonl import import_jsonl
 
@@ -34,7 +35,7 @@ def chunk_state(conn: psycopg.Connection) -> dict[str, tuple]:
 
 
 def test_full_graph_on_the_sample_corpus(sample_database: str) -> None:
-    with connect(sample_database) as conn:
+    with Database(sample_database).connect() as conn:
         per_twin = conn.execute(
             """SELECT twin, count(*), count(*) FILTER (WHERE embedding IS NULL),
                       count(DISTINCT document_id), count(DISTINCT category)
@@ -56,7 +57,8 @@ def test_rerun_embeds_nothing_edit_replaces_only_that_document_delete_removes_it
 ) -> None:
     docs = [article(f"https://example.com/{i}", f"Topic {i}") for i in range(3)]
     source = write_jsonl(tmp_path / "ada.jsonl", docs)
-    with connect(pipeline.database_url) as conn:
+    Database(pipeline.database_url).migrate()
+    with Database(pipeline.database_url).connect() as conn:
         import_jsonl(conn, source, max_document_bytes=MAX_BYTES)
         first = pipeline.run("ada-byte")
         assert asset_metadata(first, "features/embeddings")["embedded"] > 0
@@ -107,7 +109,8 @@ def test_rerun_embeds_nothing_edit_replaces_only_that_document_delete_removes_it
 
 
 def test_backfilling_one_new_twin_leaves_the_others_untouched(pipeline: Pipeline, tmp_path: Path) -> None:
-    with connect(pipeline.database_url) as conn:
+    Database(pipeline.database_url).migrate()
+    with Database(pipeline.database_url).connect() as conn:
         import_jsonl(conn, write_jsonl(tmp_path / "a.jsonl", [article("https://example.com/a", "Kelp")]),
                      max_document_bytes=MAX_BYTES)
         pipeline.run("ada-byte")
@@ -129,14 +132,15 @@ def test_the_raw_asset_imports_configured_paths_for_its_own_twin_only(pipeline: 
     raw = asset_metadata(result, "raw/documents")
     assert (raw["import_accepted"], raw["documents"], raw["articles"]) == (1, 1, 1)
     assert "Reefs" in raw["preview"]
-    with connect(pipeline.database_url) as conn:
+    with Database(pipeline.database_url).connect() as conn:
         assert conn.execute("SELECT DISTINCT twin FROM chunks").fetchall() == [("bea-coral",)]
 
 
 def test_changing_the_embedding_model_re_embeds_every_chunk(pipeline: Pipeline, tmp_path: Path) -> None:
     other_model = tmp_path / "minilm-copy"  # a second model id with the same dimension
     shutil.copytree(resolve_model_location(DEFAULT_EMBEDDING_MODEL), other_model)
-    with connect(pipeline.database_url) as conn:
+    Database(pipeline.database_url).migrate()
+    with Database(pipeline.database_url).connect() as conn:
         import_jsonl(conn, write_jsonl(tmp_path / "a.jsonl", [article("https://example.com/a", "Kelp")]),
                      max_document_bytes=MAX_BYTES)
         pipeline.run("ada-byte")
@@ -162,7 +166,8 @@ def wide_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_a_768d_model_against_the_384d_column_is_refused_and_writes_nothing(
     pipeline: Pipeline, tmp_path: Path, wide_model: str
 ) -> None:
-    with connect(pipeline.database_url) as conn:
+    Database(pipeline.database_url).migrate()
+    with Database(pipeline.database_url).connect() as conn:
         import_jsonl(conn, write_jsonl(tmp_path / "a.jsonl", [article("https://example.com/a", "Kelp")]),
                      max_document_bytes=MAX_BYTES)
         result = pipeline.run("ada-byte", model=wide_model, raise_on_error=False)

@@ -1,6 +1,6 @@
 import psycopg
 
-from twin.database import connect, migrate, migration_files
+from twin.database import Database, migrate, migration_files
 
 
 def test_migrations_apply_once_and_are_recorded(database_url: str) -> None:
@@ -13,7 +13,7 @@ def test_migrations_apply_once_and_are_recorded(database_url: str) -> None:
     assert recorded == first
 
 
-def test_connect_migrates_a_fresh_database_and_creates_the_indexes(conn: psycopg.Connection) -> None:
+def test_migrate_builds_a_fresh_database_and_creates_the_indexes(conn: psycopg.Connection) -> None:
     tables = {row[0] for row in conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"twins", "raw_documents", "cleaned_documents", "chunks", "imports",
@@ -28,9 +28,10 @@ def test_connect_migrates_a_fresh_database_and_creates_the_indexes(conn: psycopg
     assert dimension == 384
 
 
-def test_connecting_twice_keeps_data(database_url: str) -> None:
-    with connect(database_url) as first:
+def test_migrating_again_keeps_data(database_url: str) -> None:
+    assert Database(database_url).migrate() == [version for version, _, _ in migration_files()]
+    with Database(database_url).connect() as first:
         first.execute("INSERT INTO twins (slug, name) VALUES ('ada-lovelace', 'Ada Lovelace')")
-    with connect(database_url) as second:
+    with Database(database_url).connect() as second:
         migrate(second)
         assert second.execute("SELECT name FROM twins").fetchall() == [("Ada Lovelace",)]

@@ -20,7 +20,7 @@ from tests.conftest import Pipeline, asset_metadata
 from tests.serving_support import serving_config, serving_settings
 from tests.test_feature_pipeline import article, write_jsonl
 from twin.chunking import ChunkingPolicy
-from twin.database import connect
+from twin.database import Database
 from twin.embedding import Embedder
 from twin.errors import TwinError
 from twin.lag import TwinLag, over_limit, pipeline_lag
@@ -32,7 +32,7 @@ DOCUMENTS = 3
 
 
 def lag_of(database_url: str, embedder: Embedder) -> TwinLag:
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         lags = pipeline_lag(conn, embedder.model_id, ChunkingPolicy(max_tokens=embedder.max_tokens).signature)
     assert [lag.twin for lag in lags] == [TWIN]
     return lags[0]
@@ -43,7 +43,8 @@ def imported(pipeline: Pipeline, tmp_path: Path) -> Pipeline:
     """Three documents of one twin imported, their arrival moved two hours back, nothing processed."""
     source = write_jsonl(tmp_path / "ada.jsonl", [article(f"https://example.com/{i}", f"Topic {i}")
                                                   for i in range(DOCUMENTS)])
-    with connect(pipeline.database_url) as conn:
+    Database(pipeline.database_url).migrate()
+    with Database(pipeline.database_url).connect() as conn:
         import_jsonl(conn, source, max_document_bytes=1_000_000)
         conn.execute("UPDATE raw_documents SET updated_at = now() - interval '2 hours'")
     return pipeline
@@ -74,7 +75,7 @@ def test_after_a_run_nothing_waits_and_latency_is_arrival_to_vectors(
 
 def test_each_stage_counts_its_own_waiting_documents(imported: Pipeline, embedder: Embedder) -> None:
     assert imported.run(TWIN).success
-    with connect(imported.database_url) as conn:
+    with Database(imported.database_url).connect() as conn:
         first, second, third = [row[0] for row in conn.execute("SELECT id FROM raw_documents ORDER BY id")]
         conn.execute("UPDATE raw_documents SET content = content || ' edit', content_hash = 'edited', "
                      "updated_at = now() - interval '10 minutes' WHERE id = %s", (first,))

@@ -11,7 +11,7 @@ from resources import ProfilesResource
 from tests.conftest import Pipeline, asset_metadata
 from tests.fixtures.exports import build_linkedin_export
 from tests.test_git_source import git, repo  # noqa: F401  (the fixture)
-from twin.database import connect
+from twin.database import Database
 
 
 def test_a_profile_mixing_jsonl_git_and_an_export_feeds_the_whole_graph(
@@ -32,7 +32,7 @@ def test_a_profile_mixing_jsonl_git_and_an_export_feeds_the_whole_graph(
     assert raw["articles"] == 1 and raw["posts"] > 0 and raw["repository_files"] > 3
     assert raw["import_rejected"] > 0  # the repository's binary and oversize files, with reasons
     assert "linkedin.zip" in raw["sources"] and str(repo) in raw["sources"]
-    with connect(pipeline.database_url) as conn:
+    with Database(pipeline.database_url).connect() as conn:
         by_category = dict(conn.execute(
             "SELECT category, count(*) FROM chunks WHERE embedding IS NOT NULL GROUP BY category").fetchall())
         reasons = [row[0] for row in conn.execute("SELECT reason FROM import_rejections")]

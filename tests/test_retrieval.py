@@ -12,7 +12,7 @@ import pytest
 
 from bench.retrieval import evaluate_queries
 from tests.retrieval_queries import OFF_TOPIC, QUERIES, TODAY
-from twin.database import connect
+from twin.database import Database
 from twin.embedding import Embedder
 from twin.keyword_search import keyword_ranking, refresh_chunk_terms
 from twin.query import QueryFilters
@@ -26,7 +26,7 @@ PARROTFISH = "why do parrotfish poop out white sand and why should fishers stop 
 
 @pytest.fixture(scope="module")
 def conn(sample_database: str) -> Iterator[psycopg.Connection]:
-    connection = connect(sample_database)
+    connection = Database(sample_database).connect()
     yield connection
     connection.close()
 

@@ -1,5 +1,5 @@
 """docs/runbook.md, procedure by procedure: each test runs the commands the runbook gives, through
-`twin` (orchestration/cli.py), on the real embedded Postgres, MLflow and embedding model."""
+`twin` (orchestration/cli/), on the real embedded Postgres, MLflow and embedding model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from serving.app import create_app
 from tests.serving_support import serving_config, serving_settings
 from tests.test_feature_pipeline import article, write_jsonl
 from twin.api_keys import parse_api_keys
-from twin.database import connect
+from twin.database import Database
 from twin.embedding import resolve_model_location
 from twin.settings import DEFAULT_EMBEDDING_MODEL
 
@@ -66,12 +66,12 @@ def test_re_embed_with_a_new_model_then_roll_back(
     status, (row,) = twin_json(capsys, "lag", "--json")  # the signal: every chunk waits for a vector
     assert row["waiting_embed"] == 2 and row["waiting_embed_chunks"] > 0
     assert main(["materialize"]) == 0
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         models = {r[0] for r in conn.execute("SELECT DISTINCT embedding_model FROM chunks")}
     assert models == {new_model}
     monkeypatch.delenv("TWIN_EMBEDDING_MODEL")  # roll back: the previous model re-embeds everything
     assert main(["materialize"]) == 0
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         models = {r[0] for r in conn.execute("SELECT DISTINCT embedding_model FROM chunks")}
     assert models == {DEFAULT_EMBEDDING_MODEL}
     status, (row,) = twin_json(capsys, "lag", "--json")
@@ -83,7 +83,7 @@ def test_rebuild_the_vector_index(platform: Path, database_url: str, capsys: pyt
     capsys.readouterr()
     assert main(["reindex"]) == 0
     assert "chunks_embedding_hnsw: rebuilt" in capsys.readouterr().out
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         valid, = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'chunks_embedding_hnsw'::regclass").fetchone()
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(r[0] for r in conn.execute(
@@ -127,20 +127,20 @@ def test_roll_the_champion_back(platform: Path, database_url: str, tmp_path: Pat
                                 capsys: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["models", "--twin", TWIN]) == 0  # creates the MLflow store's tables
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         register_versions(uri, conn, 3)
     assert main(["rollback", "--twin", TWIN]) == 0 and champion(uri) == "2"
     assert main(["rollback", "--twin", TWIN]) == 0 and champion(uri) == "1"  # walks back, does not toggle
     assert main(["rollback", "--twin", TWIN, "--to", "3"]) == 0 and champion(uri) == "3"
     assert main(["rollback", "--twin", TWIN, "--to", "9"]) == 2 and champion(uri) == "3"
     assert "no version 9" in capsys.readouterr().err
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         kinds = [r[0] for r in conn.execute("SELECT kind FROM promotions ORDER BY id")]
     assert kinds == ["promotion"] * 3 + ["rollback"] * 3
 
 
 def raw_urls(database_url: str) -> list[str]:
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         return [r[0] for r in conn.execute("SELECT url FROM raw_documents ORDER BY url")]
 
 
@@ -167,10 +167,10 @@ def test_replay_the_imports_of_a_period(platform: Path, database_url: str, tmp_p
     old = write_jsonl(tmp_path / "old.jsonl", [article("https://example.com/old", "Old")])
     recent = write_jsonl(tmp_path / "recent.jsonl", [article("https://example.com/recent", "Recent")])
     assert main(["import", str(old)]) == 0
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         conn.execute("UPDATE imports SET started_at = now() - interval '3 days'")
     assert main(["import", str(recent)]) == 0
-    with connect(database_url) as conn:  # both imports' documents lost, say by a bad prune
+    with Database(database_url).connect() as conn:  # both imports' documents lost, say by a bad prune
         conn.execute("DELETE FROM raw_documents WHERE url LIKE '%/old' OR url LIKE '%/recent'")
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
     capsys.readouterr()
@@ -179,7 +179,7 @@ def test_replay_the_imports_of_a_period(platform: Path, database_url: str, tmp_p
     assert main(["replay-imports", "--since", since]) == 0
     urls = raw_urls(database_url)
     assert "https://example.com/recent" in urls and "https://example.com/old" not in urls
-    with connect(database_url) as conn:
+    with Database(database_url).connect() as conn:
         embedded = conn.execute("SELECT count(*) FROM chunks WHERE url = 'https://example.com/recent' "
                                 "AND embedding IS NOT NULL").fetchone()[0]
     assert embedded > 0

@@ -123,9 +123,9 @@ def test_a_name_two_twins_share_filters_nothing_and_says_so(sample_env: str, cap
         found = _search(capsys, "What does Maya Lindqvist say about backfills?", "-k", "3")
         assert found["filters"]["twin"] == "maya-lindqvist" and found["notes"] == []
     finally:
-        from twin.database import connect
+        from twin.database import Database
 
-        with connect(sample_env) as conn:
+        with Database(sample_env).connect() as conn:
             conn.execute("DELETE FROM twins WHERE slug = 'maya-okafor'")
 
 

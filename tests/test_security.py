@@ -33,7 +33,7 @@ from tests.conftest import REPO
 from tests.fixtures.exports import MediumPost, build_medium_export
 from tests.serving_support import RunningServer, serving_config, serving_settings, start_server
 from twin.api_keys import key_id, parse_api_keys
-from twin.database import CREDENTIALS_FILE, connect, embedded_postgres_dir
+from twin.database import CREDENTIALS_FILE, Database, embedded_postgres_dir
 from twin.documents import Category, RawDocument
 from twin.errors import TwinError
 from twin.raw_store import store_documents
@@ -65,7 +65,7 @@ def _rag(server: RunningServer, key: str, **body: object) -> httpx.Response:
 
 def _prompt_log(server: RunningServer, where: str, value: str) -> dict[str, object] | None:
     server.runtime.monitor.flush()
-    with connect(server.runtime.service.database_url()) as conn:
+    with Database(server.runtime.service.database_url()).connect() as conn:
         cursor = conn.execute(f"SELECT * FROM prompt_logs WHERE {where} = %s ORDER BY id DESC LIMIT 1", (value,))
         row = cursor.fetchone()
         return None if row is None else dict(zip([c.name for c in cursor.description], row, strict=True))
@@ -128,7 +128,7 @@ def test_the_embedded_server_needs_a_password_for_every_role(server_url: str, tw
             psycopg.connect(without, connect_timeout=5)
     hba = (embedded_postgres_dir(twin_home) / "pg_hba.conf").read_text()
     assert "trust" not in hba.replace("# ", "") and "scram-sha-256" in hba
-    with connect(server_url) as conn:  # the platform's own URL carries its generated password
+    with psycopg.connect(server_url) as conn:  # the platform's own URL carries its generated password
         assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
 
 
@@ -265,7 +265,7 @@ def test_runs_of_a_killed_process_are_marked_failed() -> None:
 
 
 def test_a_search_with_another_embedding_model_says_so(sample_database: str) -> None:
-    with connect(sample_database) as conn:
+    with Database(sample_database).connect() as conn:
         reason = no_results_reason(conn, "some/other-model")
     assert "sentence-transformers/all-MiniLM-L6-v2" in reason and "TWIN_EMBEDDING_MODEL" in reason
 

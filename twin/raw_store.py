@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -106,11 +107,10 @@ def store_documents(
                     (doc.twin, doc.author, doc.category.value, doc.platform, doc.url, doc.title,
                      doc.content, doc.published_at, doc.content_hash)
                 )
-        conn.execute(
-            """INSERT INTO twins (slug, name)
-               SELECT DISTINCT ON (twin) twin, author FROM raw_staging ORDER BY twin, author
-               ON CONFLICT (slug) DO NOTHING"""
-        )
+        names: dict[str, str] = {}
+        for doc in sorted(documents, key=lambda doc: doc.author):  # a twin is named by its first author
+            names.setdefault(doc.twin, doc.author)
+        add_twins(conn, names)
         summary.accepted, summary.updated, summary.unchanged = conn.execute(
             """SELECT count(*) FILTER (WHERE r.id IS NULL),
                       count(*) FILTER (WHERE r.id IS NOT NULL AND r.content_hash <> s.content_hash),
@@ -211,6 +211,13 @@ def delete_document(conn: psycopg.Connection, twin: str, url: str) -> bool:
     return row is not None
 
 
+def add_twins(conn: psycopg.Connection, names: Mapping[str, str]) -> None:
+    """Record twins by slug -> name; a twin that exists keeps its name. The one writer of `twins`."""
+    if names:
+        conn.cursor().executemany("INSERT INTO twins (slug, name) VALUES (%s, %s) ON CONFLICT (slug) DO NOTHING",
+                                  sorted(names.items()))
+
+
 def list_twins(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """(slug, name) of every twin, ordered by slug."""
+    """(slug, name) of every twin, ordered by slug. The one reader of `twins`."""
     return [(row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug")]

@@ -20,7 +20,8 @@ import psycopg
 from twin.errors import TwinError
 from twin.keyword_search import keyword_ranking
 from twin.query import QueryFilters, Where, clean_query, iso_or_none, where_clause
-from twin.self_query import self_query_for, twins_of
+from twin.raw_store import list_twins
+from twin.self_query import self_query_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -149,7 +150,7 @@ def search(
     filters = filters or QueryFilters()
     notes: tuple[str, ...] = ()
     if self_query:
-        found = self_query_for(twins_of(conn)).parse(cleaned, today)
+        found = self_query_for(tuple(list_twins(conn))).parse(cleaned, today)
         notes = found.notes
         filters = replace(found.filters, twin=filters.twin or found.filters.twin,
                           category=filters.category or found.filters.category,

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-import psycopg
-
 from twin.query import MAX_QUERY_CHARS, QueryFilters
 
 CATEGORY_WORDS = {
@@ -77,11 +75,6 @@ class SelfQuery:
 def self_query_for(twins: tuple[tuple[str, str], ...]) -> SelfQuery:
     """One ruler per set of twins (rebuilt when the twins table changes)."""
     return SelfQuery(twins)
-
-
-def twins_of(conn: psycopg.Connection) -> tuple[tuple[str, str], ...]:
-    """(slug, name) of every twin, what SelfQuery is built from."""
-    return tuple((row[0], row[1]) for row in conn.execute("SELECT slug, name FROM twins ORDER BY slug"))
 
 
 def _author_phrases(twins: Sequence[tuple[str, str]]) -> tuple[dict[str, set[str]], dict[str, list[str]]]:

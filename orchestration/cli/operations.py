@@ -9,8 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from orchestration.cli.common import platform_database
 from twin.chunking import ChunkingPolicy
-from twin.database import connect, database_url
+from twin.database import Database
 from twin.embedding import load_embedder
 from twin.errors import TwinError
 from twin.lag import STAGES, over_limit, pipeline_lag
@@ -71,7 +72,7 @@ def cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 when a twin's oldest waiting document is older than TWIN_LAG_LIMIT_SECONDS."""
     embedder = load_embedder(settings.embedding_model)
     chunker = ChunkingPolicy(max_tokens=embedder.max_tokens).signature
-    with connect(database_url(settings)) as conn:
+    with platform_database(settings).connect() as conn:
         lags = pipeline_lag(conn, embedder.model_id, chunker, twin=args.twin)
     late = {lag.twin for lag in over_limit(lags, settings.lag_limit_seconds)}
     if args.json:
@@ -98,7 +99,7 @@ def _age(seconds: float | None) -> str:
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     from twin.maintenance import rebuild_vector_index
 
-    with connect(database_url(settings)) as conn:
+    with platform_database(settings).connect() as conn:
         rebuilt = rebuild_vector_index(conn)
     print(f"{rebuilt.index}: rebuilt in {rebuilt.seconds:.1f} s, {rebuilt.bytes_before:,} -> "
           f"{rebuilt.bytes_after:,} bytes, {'valid' if rebuilt.valid else 'INVALID'}")
@@ -108,9 +109,8 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_dump(args: argparse.Namespace, settings: Settings) -> int:
     from twin.maintenance import dump_database
 
-    url = database_url(settings)  # starts the embedded server when it is not running
-    with connect(url):  # migrated: the dump has the current schema
-        size = dump_database(url, args.path)
+    url = platform_database(settings).url  # migrated: the dump has the current schema
+    size = dump_database(url, args.path)
     print(f"dumped to {args.path} ({size:,} bytes)")
     return 0
 
@@ -120,9 +120,10 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.yes:
         raise TwinError("db-restore replaces the database's current contents.", "add --yes to go ahead.")
-    url = database_url(settings)
-    restore_database(url, args.path)
-    with connect(url) as conn:  # a dump older than this code gets the newer migrations
+    database = Database.from_settings(settings)  # starts the embedded server when it is not running
+    restore_database(database.url, args.path)
+    database.migrate()  # a dump older than this code gets the newer migrations
+    with database.connect() as conn:
         twins = conn.execute("SELECT count(*) FROM twins").fetchone()[0]
     print(f"restored {args.path}: {twins} twins; run `twin materialize` (or let the sensor run) to converge")
     return 0
@@ -131,13 +132,13 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay_imports(args: argparse.Namespace, settings: Settings) -> int:
     """File sources of the period are imported again; every twin they touch is then materialized,
     which also re-reads that twin's twins.yaml sources (crawls, exports, S3, git)."""
-    from orchestration.cli import _report_import
+    from orchestration.cli.ingest import report_import
     from orchestration.runs import materialize_twins
     from twin.maintenance import imports_between
     from twin.sources.jsonl import import_jsonl
 
     until = args.until or dt.datetime.now(dt.UTC)
-    with connect(database_url(settings)) as conn:
+    with platform_database(settings).connect() as conn:
         records = imports_between(conn, args.since, until)
         files = sorted({record.source for record in records if Path(record.source).is_file()})
         twins = sorted({twin for record in records for twin in record.twins})
@@ -150,7 +151,7 @@ def cmd_replay_imports(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         summaries = [summary for file in files for summary in
                      import_jsonl(conn, Path(file), max_document_bytes=settings.max_document_bytes)]
-    status = _report_import(settings, summaries) if summaries else 0
+    status = report_import(settings, summaries) if summaries else 0
     twins = sorted(set(twins) | {twin for summary in summaries for twin in summary.twins})
     outcomes = materialize_twins(settings, twins) if twins else []
     for outcome in outcomes:
@@ -201,7 +202,7 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import configure_mlflow, rollback_champion
 
     client = configure_mlflow(settings)
-    with connect(database_url(settings)) as conn:
+    with platform_database(settings).connect() as conn:
         done = rollback_champion(client, conn, args.twin, args.to)
     target = f"v{done.to_version}" if done.to_version is not None else "the base model (alias removed)"
     print(f"{done.registered_model}: champion v{done.from_version} -> {target}; serving switches within "
