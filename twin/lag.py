@@ -2,7 +2,7 @@
 document takes from its arrival to its vectors. Read by Dagster metadata and checks, the serving
 `/metrics` endpoint and `twin lag`.
 
-A document waits at a stage when the stage's pending rule (twin/features.py, the same rule the
+A document waits at a stage when the stage's pending rule (twin/features/pending.py, the same rule the
 steps use) holds for it; its age counts from when its input was written: the raw document's
 `updated_at` (its current content's arrival) for `clean`, the cleaned row's `cleaned_at` for
 `chunk`, the chunk rows' `chunked_at` for `embed`.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from twin.cleaning import CLEANER_VERSION
-from twin.features import UNCHUNKED, UNCLEANED, UNEMBEDDED
+from twin.features.pending import UNCHUNKED, UNCLEANED, UNEMBEDDED
 
 STAGES = ("clean", "chunk", "embed")
 LATENCY_WINDOW_SECONDS = 7 * 24 * 3600  # latency of the documents that arrived in the last week
