@@ -72,6 +72,11 @@ class DatasetVersion:
         return self.fingerprint[:16]
 
 
+def dataset_dir(twin: str, kind: str, fingerprint: str) -> str:
+    """Where a dataset version's files live in the artifact store (relative to its root)."""
+    return f"datasets/{twin}/{kind}/{fingerprint[:16]}"
+
+
 def load_snapshot(conn: psycopg.Connection, twin: str) -> list[SourceDocument]:
     rows = conn.execute(
         """SELECT document_id, url, title, category, platform, content, content_hash, author
@@ -142,7 +147,7 @@ def build_instruct_dataset(
             "Import more of the author's writing (articles give many examples each), then materialize again.",
         )
     failures = [_failure(failure) for failure in generated.failures]
-    relative = f"datasets/{twin}/instruct/{fingerprint[:16]}"
+    relative = dataset_dir(twin, "instruct", fingerprint)
     manifest = {
         "twin": twin, "kind": "instruct", "fingerprint": fingerprint, "snapshot_fingerprint": snapshot,
         "settings": settings, "documents": len(documents), "test_documents": len(test_urls),
@@ -246,7 +251,7 @@ def find_version(conn: psycopg.Connection, store: ArtifactStore, twin: str, kind
     if row is None:
         return None
     try:
-        folder = store.fetch(f"datasets/{twin}/{kind}/{fingerprint[:16]}")
+        folder = store.fetch(dataset_dir(twin, kind, fingerprint))
     except TwinError:
         return None  # the files are gone: make the version again
     manifest = json.loads((folder / "manifest.json").read_text())
