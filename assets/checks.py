@@ -16,10 +16,12 @@ def check_specs(asset: dg.AssetKey | Sequence[str], specs: Sequence[CheckSpec], 
             for spec in specs]
 
 
-def check_result(check: Check, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+def check_result(check: Check, asset_key: dg.AssetKey | None = None,
+                 metadata: dict[str, dg.MetadataValue] | None = None) -> dg.AssetCheckResult:
+    """`metadata` adds what only Dagster can show (a markdown table, say) to the check's details."""
     return dg.AssetCheckResult(check_name=check.name, passed=check.passed, asset_key=asset_key,
                                severity=dg.AssetCheckSeverity.ERROR, description=check.summary,
-                               metadata=dict(check.details))
+                               metadata={**check.details, **(metadata or {})})
 
 
 def selected_checks(context: dg.AssetExecutionContext, checks: Sequence[Check],

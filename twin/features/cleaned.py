@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
-from twin.cleaning import CLEANER_VERSION, SAMPLE_LINES, clean, clean_title, detector_lines, repeated_lines
+from twin import cleaning  # its rules and version read at call time: one source, seen by every step
+from twin.cleaning import SAMPLE_LINES, clean_title, detector_lines, repeated_lines
 from twin.documents import Category, content_hash
 from twin.features.pending import ORPHANED, cleaning_pending
 from twin.features.step import StepCounts, count_rows, lock_twin_step
@@ -39,7 +40,7 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
                WHERE r.twin = %s ORDER BY r.id""",
             (twin,),
         ).fetchall()
-        first_pass = {row[0]: clean(Category(row[1]), row[7], title=row[4], author=row[5]) for row in rows}
+        first_pass = {row[0]: cleaning.clean(Category(row[1]), row[7], title=row[4], author=row[5]) for row in rows}
         sites: dict[str, list[set[str]]] = {}
         for row in rows:
             if Category(row[1]) is not Category.REPOSITORY:
@@ -58,7 +59,7 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
                 continue
             cleaned = first_pass[doc_id]
             if site_lines:
-                cleaned = clean(Category(category), raw_content, title=title, author=author, repeated=site_lines)
+                cleaned = cleaning.clean(Category(category), raw_content, title=title, author=author, repeated=site_lines)
             if not cleaned.text:
                 counts.skipped += 1
                 refused.append(f"refused {url}: content {cleaned.reason_empty()}")
@@ -98,8 +99,8 @@ def clean_documents(conn: psycopg.Connection, twin: str) -> StepCounts:
 def cleaner_signature(repeated: frozenset[str]) -> str:
     """The cleaner version plus a fingerprint of the repeated lines its site's documents lose."""
     if not repeated:
-        return CLEANER_VERSION
-    return f"{CLEANER_VERSION}+{content_hash(*sorted(repeated))[:12]}"
+        return cleaning.CLEANER_VERSION
+    return f"{cleaning.CLEANER_VERSION}+{content_hash(*sorted(repeated))[:12]}"
 
 
 def site_of(url: str) -> str:

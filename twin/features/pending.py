@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from twin.cleaning import CLEANER_VERSION
+from twin import cleaning  # CLEANER_VERSION read at call time, as the cleaning step reads it
 from twin.features.step import count_rows
 
 # Raw documents not cleaned as they are now, or cleaned by another version of the rules. The
@@ -36,7 +36,7 @@ def cleaning_pending(conn: psycopg.Connection, twin: str) -> int:
         f"""SELECT (SELECT count(*) FROM raw_documents r LEFT JOIN cleaned_documents c ON c.document_id = r.id
                     WHERE r.twin = %(twin)s AND {UNCLEANED})
                  + (SELECT count(*) FROM cleaned_documents c WHERE c.twin = %(twin)s AND {ORPHANED})""",
-        {"twin": twin, "version": CLEANER_VERSION},
+        {"twin": twin, "version": cleaning.CLEANER_VERSION},
     )
 
 
