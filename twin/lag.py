@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from twin import cleaning
 from twin.checks import Check, CheckSpec
-from twin.cleaning import CLEANER_VERSION
 from twin.features.pending import UNCHUNKED, UNCLEANED, UNEMBEDDED
 
 STAGES = ("clean", "chunk", "embed")
@@ -110,7 +110,7 @@ def pipeline_lag(
 ) -> list[TwinLag]:
     """Lag and latency of every twin (or of `twin`), judged against the embedding model `model_id`
     and the chunker signature `chunker` the pipeline runs with now."""
-    params = {"version": CLEANER_VERSION, "chunker": chunker, "model": model_id, "window": window_seconds}
+    params = {"version": cleaning.CLEANER_VERSION, "chunker": chunker, "model": model_id, "window": window_seconds}
     twins = [row[0] for row in conn.execute(
         "SELECT slug FROM twins WHERE slug = coalesce(%s, slug) ORDER BY slug", (twin,))]
     stages: dict[str, dict[str, StageLag]] = {slug: {name: StageLag() for name in STAGES} for slug in twins}

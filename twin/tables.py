@@ -18,7 +18,6 @@ _PREVIEWS = {
     "chunks": """SELECT category, title, position, token_count, text FROM chunks WHERE twin = %s
                  ORDER BY document_id, position""",
 }
-TABLES = tuple(_PREVIEWS)
 
 
 @dataclass(frozen=True)
