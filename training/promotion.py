@@ -99,26 +99,26 @@ def contestants(settings: Settings, twin: str) -> Contestants:
     )
 
 
-def evaluation_data(conn: psycopg.Connection, store: ArtifactStore, twin: str, contestants: Contestants,
+def evaluation_data(conn: psycopg.Connection, store: ArtifactStore, twin: str, models: Contestants,
                     settings: EvalSettings) -> EvaluationData:
     """The challenger's dataset version's held-out split, and the training-side texts of every twin."""
-    folder: Path = store.fetch(dataset_dir(twin, "instruct", contestants.dataset_fingerprint))
+    folder: Path = store.fetch(dataset_dir(twin, "instruct", models.dataset_fingerprint))
     texts = training_texts(conn, folder, twin)
     corpus = StyleCorpus(twin, texts, generic_prompts(load_examples(folder, split="train"), settings.generation_examples))
     return EvaluationData(load_examples(folder), corpus)
 
 
-def beats_champion(contestants: Contestants, report: EvalReport) -> Check:
-    return BEATS_CHAMPION.result(report.promoted, {"reason": report.reason, "version": contestants.version},
+def beats_champion(models: Contestants, report: EvalReport) -> Check:
+    return BEATS_CHAMPION.result(report.promoted, {"reason": report.reason, "version": models.version},
                                  summary=report.reason)
 
 
-def record_evaluation(settings: Settings, conn: psycopg.Connection, twin: str, contestants: Contestants,
+def record_evaluation(settings: Settings, conn: psycopg.Connection, twin: str, models: Contestants,
                       report: EvalReport) -> RecordedEvaluation:
     """The report on the challenger's MLflow run (metrics, markdown and JSON), the decision as
     tags on its model version, and a row in `evaluations` (what models/champion reads)."""
     client = configure_mlflow(settings)
-    name, version = contestants.registered_model, contestants.version
+    name, version = models.registered_model, models.version
     summary = {
         "eval_perplexity": report.challenger.perplexity, "eval_reference_perplexity": report.reference.perplexity,
         "eval_base_perplexity": report.base.perplexity,
@@ -132,9 +132,9 @@ def record_evaluation(settings: Settings, conn: psycopg.Connection, twin: str, c
     }
     figures = {key: float(value) for key, value in summary.items() if value is not None}
     for key, value in figures.items():
-        client.log_metric(contestants.run_id, key, value)
-    client.log_text(contestants.run_id, report.markdown(), "evaluation/report.md")
-    client.log_dict(contestants.run_id, report.as_dict(), "evaluation/report.json")
+        client.log_metric(models.run_id, key, value)
+    client.log_text(models.run_id, report.markdown(), "evaluation/report.md")
+    client.log_dict(models.run_id, report.as_dict(), "evaluation/report.json")
     decision = {"eval_gate": report.reason, "eval_promoted": str(report.promoted).lower(),
                 "eval_reference": report.reference.label, "eval_examples": str(report.examples),
                 **{key: f"{value:.4f}" for key, value in figures.items()}}
@@ -146,14 +146,14 @@ def record_evaluation(settings: Settings, conn: psycopg.Connection, twin: str, c
                mean_answer_words, attribution_share, reference_attribution_share, base_attribution_share,
                delta, reference_delta, base_delta, style_measurable, generation_examples, promoted, reason, report)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (name, version, twin, contestants.dataset_fingerprint, report.reference.label, report.examples,
+        (name, version, twin, models.dataset_fingerprint, report.reference.label, report.examples,
          report.challenger.perplexity, report.reference.perplexity, report.base.perplexity,
          report.challenger.topical_similarity, report.reference.topical_similarity, report.challenger.mean_answer_words,
          report.challenger.attribution_share, report.reference.attribution_share, report.base.attribution_share,
          report.challenger.delta, report.reference.delta, report.base.delta, report.style_measurable,
          report.generation_examples, report.promoted, report.reason, json.dumps(report.as_dict())),
     )
-    return RecordedEvaluation(figures, run_link(settings, contestants.run_id), model_version_url(settings, name, version))
+    return RecordedEvaluation(figures, run_link(settings, models.run_id), model_version_url(settings, name, version))
 
 
 def promote_champion(settings: Settings, conn: psycopg.Connection, twin: str) -> Promotion:
