@@ -6,22 +6,15 @@ import warnings
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from assets.checks import check_specs, selected_checks
 from assets.features import cleaned_documents
-from assets.metadata import CHEAP, EXPENSIVE, selected_checks
+from assets.metadata import CHEAP, EXPENSIVE
 from assets.partitions import twin_partitions
 from resources import PostgresResource, TrainingResource
 from training import preference
-from training.dataset_versions import MIN_TRAIN_ROWS, NotEnoughData, build_instruct_dataset, check_dataset
+from training.dataset_versions import DATASET_CHECKS, MIN_TRAIN_ROWS, NotEnoughData, build_instruct_dataset, check_dataset
 from training.instructions import LLMEndpoint, LLMInstructionGenerator, OfflineInstructionGenerator
 from twin.base_model import base_model_location
-
-DATASET_CHECKS = {
-    "axolotl_format": "Every row is a [system, user, assistant] chat, the format Axolotl's chat_template loader reads.",
-    "no_empty_fields": "No row has an empty instruction, answer or message.",
-    "minimum_size": "At least min_train_rows training rows and one test row.",
-    "no_duplicate_pairs": "No (instruction, answer) pair appears twice.",
-    "no_train_test_leakage": "No document or passage is in both the train and the test split (held out by document).",
-}
 
 
 class InstructDatasetConfig(dg.Config):
@@ -44,9 +37,8 @@ def _dataset_check_specs() -> list[dg.AssetCheckSpec]:
     partitioned check spec is a Dagster preview feature: its warning is filtered as Dagster documents)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return [dg.AssetCheckSpec(name, asset=INSTRUCT_KEY, blocking=True, description=description,
-                                  automation_condition=WITH_ITS_ASSET, partitions_def=twin_partitions)
-                for name, description in DATASET_CHECKS.items()]
+        return check_specs(INSTRUCT_KEY, DATASET_CHECKS, automation_condition=WITH_ITS_ASSET,
+                           partitions_def=twin_partitions)
 
 
 # A multi_asset of one so that its checks, like the asset, may be skipped (a twin with too little text).
@@ -110,9 +102,7 @@ def instruct_dataset(
             "dagster/column_schema": _parquet_schema(version.local_dir / "train.parquet"),
         },
         data_version=dg.DataVersion(version.fingerprint[:16]),
-        check_results=selected_checks(context, [
-            dg.AssetCheckResult(asset_key=INSTRUCT_KEY, check_name=c.name, passed=c.passed,
-                                metadata={"detail": c.description}) for c in checks]),
+        check_results=selected_checks(context, checks, asset_key=INSTRUCT_KEY),
     )
 
 

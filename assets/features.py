@@ -5,19 +5,15 @@ import time
 import dagster as dg
 from tqdm import tqdm
 
-from assets.metadata import CHEAP, check_result, preview, selected_checks, step_metadata, table_metadata
+from assets.checks import check_specs, selected_checks
+from assets.metadata import CHEAP, step_metadata, table_metadata
 from assets.partitions import twin_partitions
 from assets.raw import raw_documents
 from resources import EmbeddingModelResource, PostgresResource
 from twin import features
+from twin.features.chunks import CHUNK_CHECKS, check_chunks
+from twin.features.embeddings import EMBEDDING_DIMENSION_MATCHES, check_embeddings_match, count_vectors
 from twin.lag import pipeline_lag
-
-CHUNK_CHECKS = {
-    "no_empty_chunks": "No chunk of the twin is blank or has zero tokens.",
-    "unique_chunk_ids": "Chunk ids, and (document, position) pairs, are unique.",
-    "documents_have_chunks": "Every cleaned document with text has at least one chunk.",
-    "chunks_fit_model_window": "No chunk is longer than the embedding model's window (it would be truncated).",
-}
 
 
 @dg.asset(
@@ -39,16 +35,10 @@ def cleaned_documents(
         counts = features.clean_documents(conn, twin)
         chrome = features.chrome_summary(conn, twin)
         table = table_metadata(conn, "cleaned_documents", twin)
-        sample = preview(
-            conn,
-            """SELECT category, title, length(content) AS characters, left(content, 120) AS text
-               FROM cleaned_documents WHERE twin = %s ORDER BY cleaned_at DESC, document_id""",
-            (twin,),
-        )
     removed = "\n".join(f"- {note}" for note in counts.notes) or "nothing removed in this run"
     return dg.MaterializeResult(
         metadata={**step_metadata(counts, time.perf_counter() - started), **chrome, **table,
-                  "chrome_removed": dg.MetadataValue.md(removed), "preview": sample}
+                  "chrome_removed": dg.MetadataValue.md(removed)}
     )
 
 
@@ -58,8 +48,7 @@ def cleaned_documents(
     partitions_def=twin_partitions,
     group_name="features",
     kinds={"postgres"},
-    check_specs=[dg.AssetCheckSpec(name, asset=["features", "chunks"], blocking=True, description=description)
-                 for name, description in CHUNK_CHECKS.items()],
+    check_specs=check_specs(["features", "chunks"], CHUNK_CHECKS),
     tags=CHEAP,
     description="Chunks with source attribution (table chunks), sized to the embedding model. Cheap: "
                 "only changed documents are re-chunked.",
@@ -75,23 +64,10 @@ def chunks(
     policy = embedding_model.chunking_policy()
     with postgres.connection() as conn:
         counts = features.chunk_documents(conn, twin, embedder, policy)
-        checks = [
-            check_result("no_empty_chunks", features.check_no_empty_chunks(conn, twin)),
-            check_result("unique_chunk_ids", features.check_unique_chunks(conn, twin)),
-            check_result("documents_have_chunks", features.check_documents_have_chunks(conn, twin)),
-            check_result("chunks_fit_model_window",
-                         features.check_chunks_within_window(conn, twin, policy.max_tokens)),
-        ]
-        sample = preview(
-            conn,
-            """SELECT category, title, position, token_count, text FROM chunks WHERE twin = %s
-               ORDER BY document_id, position""",
-            (twin,),
-        )
+        checks = check_chunks(conn, twin, policy.max_tokens)
         table = table_metadata(conn, "chunks", twin)
     return dg.MaterializeResult(
-        metadata={**step_metadata(counts, time.perf_counter() - started), **table, "chunker": policy.signature,
-                  "preview": sample},
+        metadata={**step_metadata(counts, time.perf_counter() - started), **table, "chunker": policy.signature},
         check_results=selected_checks(context, checks),
     )
 
@@ -102,9 +78,7 @@ def chunks(
     partitions_def=twin_partitions,
     group_name="features",
     kinds={"postgres", "pgvector"},
-    check_specs=[dg.AssetCheckSpec("embedding_dimension_matches", asset=["features", "embeddings"], blocking=True,
-                                   description="The model's vectors have the dimension of chunks.embedding, and "
-                                               "every chunk has a vector from the configured model.")],
+    check_specs=check_specs(["features", "embeddings"], [EMBEDDING_DIMENSION_MATCHES]),
     tags=CHEAP,
     description="Chunk vectors (chunks.embedding, HNSW cosine index) from the embedding model. Cheap: "
                 "only chunks without a vector are encoded (about 28 chunks/s on 2 CPU cores, docs/benchmarks.md).",
@@ -129,10 +103,9 @@ def embeddings(
         counts = features.embed_chunks(conn, twin, embedder, on_progress=report)
     bar.close()
     with postgres.connection() as conn:
-        check = check_result("embedding_dimension_matches",
-                             features.check_embeddings_match(conn, twin, embedder))
+        check = check_embeddings_match(conn, twin, embedder)
         lag = pipeline_lag(conn, embedder.model_id, embedding_model.chunking_policy().signature, twin=twin)
-        vectors = table_metadata(conn, "chunks", twin, "AND embedding IS NOT NULL")["dagster/row_count"]
+        vectors = dg.MetadataValue.int(count_vectors(conn, twin))
     seconds = time.perf_counter() - started
     embedded = counts.new + counts.changed
     return dg.MaterializeResult(

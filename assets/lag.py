@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.checks import check_result
 from resources import EmbeddingModelResource, PostgresResource
-from twin.lag import STAGES, TwinLag, over_limit, pipeline_lag
+from twin.lag import STAGES, TwinLag, check_lag, lag_check_spec, pipeline_lag
 
 EMBEDDINGS = dg.AssetKey(["features", "embeddings"])
-LAG_CHECK = "pipeline_lag_within_limit"
 
 
 def lag_table(lags: list[TwinLag]) -> dg.MetadataValue:
@@ -27,32 +27,16 @@ def lag_table(lags: list[TwinLag]) -> dg.MetadataValue:
 
 def build_pipeline_lag_check(limit_seconds: float) -> dg.AssetChecksDefinition:
     """The check with its limit (Settings.lag_limit_seconds, from TWIN_LAG_LIMIT_SECONDS)."""
+    spec = lag_check_spec(limit_seconds)
 
-    @dg.asset_check(
-        asset=EMBEDDINGS,
-        name=LAG_CHECK,
-        description=f"Fails when any twin's oldest document waiting to be cleaned, chunked or embedded "
-                    f"is older than {limit_seconds:g} s (TWIN_LAG_LIMIT_SECONDS).",
-    )
+    @dg.asset_check(asset=EMBEDDINGS, name=spec.name, description=spec.description)
     def pipeline_lag_within_limit(
         postgres: PostgresResource, embedding_model: EmbeddingModelResource
     ) -> dg.AssetCheckResult:
         policy = embedding_model.chunking_policy()
         with postgres.connection() as conn:
             lags = pipeline_lag(conn, embedding_model.embedder().model_id, policy.signature)
-        late = over_limit(lags, limit_seconds)
-        oldest = max((lag.oldest_seconds or 0.0 for lag in lags), default=0.0)
-        return dg.AssetCheckResult(
-            passed=not late,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=("; ".join(f"{lag.twin}: oldest waiting {lag.oldest_seconds:.0f} s" for lag in late)
-                         + f" (limit {limit_seconds:g} s): run the features job for these twins "
-                           "(docs/runbook.md#the-pipeline-is-behind)") if late else None,
-            metadata={"limit_seconds": limit_seconds, "twins": len(lags), "twins_over_limit": len(late),
-                      "late_twins": ", ".join(lag.twin for lag in late),
-                      "oldest_waiting_seconds": round(oldest, 3),
-                      "waiting_documents": sum(lag.waiting for lag in lags), "lag": lag_table(lags)},
-        )
+        return check_result(check_lag(lags, limit_seconds), metadata={"lag": lag_table(lags)})
 
     return pipeline_lag_within_limit
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dagster as dg
 import psycopg
 
 from twin.features import StepCounts
-
-PREVIEW_ROWS = 5
+from twin.tables import Rows, preview_rows, row_count, table_columns
 
 # What an asset costs to materialize, as a tag the UI shows and selects on (`tag:cost=cheap`).
 CHEAP = {"cost": "cheap"}  # seconds per twin on a laptop CPU
@@ -21,15 +18,11 @@ GPU_ONLY = {"cost": "gpu-only"}  # needs CUDA
 TRAINING_POOL = "training"
 
 
-def preview(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> dg.MetadataValue:
-    """A markdown table of the first rows a query returns (cells shortened)."""
-    cursor = conn.execute(sql, params)
-    columns = [column.name for column in cursor.description or []]
-    rows = cursor.fetchmany(PREVIEW_ROWS)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [_cell(value) for value in row]
-        lines.append("| " + " | ".join(cells) + " |")
+def preview(rows: Rows) -> dg.MetadataValue:
+    """A markdown table of a preview's rows (cells shortened)."""
+    lines = ["| " + " | ".join(rows.columns) + " |", "|" + "---|" * len(rows.columns)]
+    for row in rows.rows:
+        lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
     return dg.MetadataValue.md("\n".join(lines))
 
 
@@ -37,39 +30,20 @@ def preview(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> dg.
 HIDDEN_COLUMNS = {"search_vector"}
 
 
-def table_metadata(conn: psycopg.Connection, table: str, twin: str, where: str = "") -> dict[str, object]:
-    """`dagster/row_count` (the twin's rows) and `dagster/column_schema` (read from the database,
-    with the columns' comments) for a table asset partitioned by twin."""
-    rows = conn.execute(f"SELECT count(*) FROM {table} WHERE twin = %s {where}", (twin,)).fetchone()[0]
-    columns = conn.execute(
-        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, col_description(a.attrelid, a.attnum)
-           FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-           ORDER BY a.attnum""",
-        (f"public.{table}",),
-    ).fetchall()
+def table_metadata(conn: psycopg.Connection, table: str, twin: str) -> dict[str, object]:
+    """`dagster/row_count` (the twin's rows), `dagster/column_schema` (read from the database, with
+    the columns' comments) and a `preview` of the first rows, for a table asset partitioned by twin."""
     schema = dg.TableSchema(columns=[
-        dg.TableColumn(name, kind, description=comment,
-                       constraints=dg.TableColumnConstraints(nullable=not not_null))
-        for name, kind, not_null, comment in columns if name not in HIDDEN_COLUMNS])
-    return {"dagster/row_count": dg.MetadataValue.int(rows), "dagster/column_schema": dg.MetadataValue.table_schema(schema)}
+        dg.TableColumn(column.name, column.type, description=column.comment,
+                       constraints=dg.TableColumnConstraints(nullable=not column.not_null))
+        for column in table_columns(conn, table) if column.name not in HIDDEN_COLUMNS])
+    return {"dagster/row_count": dg.MetadataValue.int(row_count(conn, table, twin)),
+            "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+            "preview": preview(preview_rows(conn, table, twin))}
 
 
 def step_metadata(counts: StepCounts, seconds: float) -> dict[str, object]:
     return {**counts.as_metadata(), "seconds": round(seconds, 3)}
-
-
-def check_result(name: str, outcome: tuple[bool, dict[str, int]]) -> dg.AssetCheckResult:
-    passed, details = outcome
-    return dg.AssetCheckResult(check_name=name, passed=passed, metadata=details)
-
-
-def selected_checks(context: dg.AssetExecutionContext, results: Sequence[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
-    """The results of the checks this run selected: a run of the asset alone (an automation
-    request, a click on the asset) gets none, instead of a warning per unselected check."""
-    selected = context.selected_asset_check_keys
-    keys = {key.name: key for key in selected}
-    return [result for result in results if (result.check_name in keys
-            and (result.asset_key is None or keys[result.check_name].asset_key == result.asset_key))]
 
 
 def _cell(value: object) -> str:

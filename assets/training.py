@@ -6,32 +6,32 @@ evaluation/twin_eval compares it with the champion (or the base model) on held-o
 blocking check `beats_champion` gates models/champion, which moves the `champion` alias.
 """
 
-import json
 import time
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from assets.checks import check_specs, selected_checks
 from assets.datasets import instruct_dataset
-from assets.metadata import CHEAP, EXPENSIVE, TRAINING_POOL, selected_checks
+from assets.metadata import CHEAP, EXPENSIVE, TRAINING_POOL
 from assets.partitions import twin_partitions
 from resources import EmbeddingModelResource, PostgresResource, TrainingResource
 from resources.training import TrainingProcessFailed
 from training.axolotl_config import training_profile
-from training.dataset_versions import find_version, latest_version, training_texts
-from training.evaluation import EvalSettings, GatePolicy, StyleCorpus, evaluate, generic_prompts, load_examples
+from training.dataset_versions import find_version, latest_version
+from training.evaluation import EvalSettings, GatePolicy, evaluate
 from training.finetune import already_trained, fail_training_run, register_trained_model, start_training_run
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    configure_mlflow,
-    local_model_folder,
-    model_version_url,
-    registered_model_name,
-    run_url,
+from training.promotion import (
+    BEATS_CHAMPION,
+    beats_champion,
+    contestants,
+    evaluation_data,
+    promote_champion,
+    record_evaluation,
 )
+from training.registry import CHALLENGER, CHAMPION, model_version_url, run_link
 from twin.base_model import base_model_location
+from twin.errors import TwinError
 from twin.query import QueryFilters
 from twin.retrieval import search
 
@@ -100,7 +100,6 @@ def twin_adapter(
         reason = error.reason if isinstance(error, TrainingProcessFailed) else f"{type(error).__name__}: {error}"
         fail_training_run(settings, run, reason)
         raise dg.Failure(f"Training {twin} failed: {reason}", metadata={"mlflow_run_id": run.run_id}) from error
-    experiment = configure_mlflow(settings).get_run(run.run_id).info.experiment_id
     yield dg.MaterializeResult(
         metadata={
             **(result.metadata or {}),
@@ -108,7 +107,7 @@ def twin_adapter(
             "version": registered.version,
             "alias": CHALLENGER,
             "mlflow_run_id": run.run_id,
-            "mlflow_run": dg.MetadataValue.url(run_url(settings, experiment, run.run_id)),
+            "mlflow_run": dg.MetadataValue.url(run_link(settings, run.run_id)),
             "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, registered.name, registered.version)),
             "model_uri": f"models:/{registered.name}/{registered.version}",
             "dataset_fingerprint": dataset.fingerprint,
@@ -145,10 +144,7 @@ class EvaluationConfig(dg.Config):
     kinds={"mlflow"},
     tags=EXPENSIVE,
     automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[dg.AssetCheckSpec("beats_champion", asset=["evaluation", "twin_eval"], blocking=True,
-                                   description="The challenger's held-out perplexity is below the champion's "
-                                               "(or the base model's when there is no champion) and its answers "
-                                               "are attributed to the author at least as often.")],
+    check_specs=check_specs(["evaluation", "twin_eval"], [BEATS_CHAMPION]),
     description="The challenger against the champion (or base model) on the held-out documents: "
                 "perplexity, authorship attribution share, Burrows' Delta, answer length, topical similarity. "
                 "Table evaluations + MLflow. Expensive: perplexity plus generated answers from three models, "
@@ -164,26 +160,14 @@ def twin_eval(
 ) -> dg.MaterializeResult:
     twin = context.partition_key
     settings = training.settings()
-    client = configure_mlflow(settings)
-    name = registered_model_name(twin)
-    challenger = alias_version(client, twin, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure(f"{name} has no `challenger` version to evaluate; materialize models/twin_adapter first.")
-    champion = alias_version(client, twin, CHAMPION)
-    base = base_model_location(settings)
-    challenger_path = str(local_model_folder(settings, challenger.source, name, str(challenger.version)))
-    reference = ("base model", base)
-    if champion is not None and champion.version != challenger.version:
-        reference = (f"champion v{champion.version}", str(local_model_folder(settings, champion.source, name, str(champion.version))))
-    dataset_fingerprint = challenger.tags.get("dataset_fingerprint", "")
-    store = training.artifact_store(s3)
-    dataset_dir = store.fetch(f"datasets/{twin}/instruct/{dataset_fingerprint[:16]}")
-    examples = load_examples(dataset_dir)
+    try:
+        models = contestants(settings, twin)
+    except TwinError as error:
+        raise dg.Failure(f"{error.message} {error.fix}".strip()) from error
     eval_settings = EvalSettings(max_examples=config.max_examples, generation_examples=config.generation_examples,
                                  max_new_tokens=config.max_new_tokens)
     with postgres.connection() as conn:
-        texts = training_texts(conn, dataset_dir, twin)
-    corpus = StyleCorpus(twin, texts, generic_prompts(load_examples(dataset_dir, split="train"), eval_settings.generation_examples))
+        data = evaluation_data(conn, training.artifact_store(s3), twin, models, eval_settings)
     policy = GatePolicy(style=config.gate_on_style, attribution_tolerance=config.attribution_tolerance)
     embedder = embedding_model.embedder()
 
@@ -192,58 +176,22 @@ def twin_eval(
             return [chunk.text for chunk in search(conn, embedder, instruction, k=3, filters=QueryFilters(twin=twin),
                                                     self_query=False).chunks]
 
-    report = evaluate((f"challenger v{challenger.version}", challenger_path), reference, ("base model", base), examples,
-                      corpus, embedder, eval_settings, policy, sources_for)
-    summary = {
-        "eval_perplexity": report.challenger.perplexity, "eval_reference_perplexity": report.reference.perplexity,
-        "eval_base_perplexity": report.base.perplexity,
-        "eval_attribution_share": report.challenger.attribution_share,
-        "eval_reference_attribution_share": report.reference.attribution_share,
-        "eval_base_attribution_share": report.base.attribution_share,
-        "eval_delta": report.challenger.delta, "eval_base_delta": report.base.delta,
-        "eval_topical_similarity": report.challenger.topical_similarity,
-        "eval_grounding": report.challenger.grounding, "eval_base_grounding": report.base.grounding,
-        "eval_mean_answer_words": report.challenger.mean_answer_words,
-    }
-    figures = {key: float(value) for key, value in summary.items() if value is not None}
-    for key, value in figures.items():
-        client.log_metric(challenger.run_id, key, value)
-    client.log_text(challenger.run_id, report.markdown(), "evaluation/report.md")
-    client.log_dict(challenger.run_id, report.as_dict(), "evaluation/report.json")
-    decision = {"eval_gate": report.reason, "eval_promoted": str(report.promoted).lower(),
-                "eval_reference": report.reference.label, "eval_examples": str(report.examples),
-                **{key: f"{value:.4f}" for key, value in figures.items()}}
-    for key, value in decision.items():  # the decision and its figures, on the version itself
-        client.set_model_version_tag(name, challenger.version, key, value)
+    report = evaluate(models.challenger, models.reference, models.base, data.examples, data.corpus, embedder,
+                      eval_settings, policy, sources_for)
     with postgres.connection() as conn:
-        conn.execute(
-            """INSERT INTO evaluations (registered_model, version, twin, dataset_fingerprint, reference, examples,
-                   perplexity, reference_perplexity, base_perplexity, topical_similarity, reference_topical_similarity,
-                   mean_answer_words, attribution_share, reference_attribution_share, base_attribution_share,
-                   delta, reference_delta, base_delta, style_measurable, generation_examples, promoted, reason, report)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (name, int(challenger.version), twin, dataset_fingerprint, report.reference.label, report.examples,
-             report.challenger.perplexity, report.reference.perplexity, report.base.perplexity,
-             report.challenger.topical_similarity, report.reference.topical_similarity, report.challenger.mean_answer_words,
-             report.challenger.attribution_share, report.reference.attribution_share, report.base.attribution_share,
-             report.challenger.delta, report.reference.delta, report.base.delta, report.style_measurable,
-             report.generation_examples, report.promoted, report.reason, json.dumps(report.as_dict())),
-        )
+        recorded = record_evaluation(settings, conn, twin, models, report)
     return dg.MaterializeResult(
-        metadata={"report": dg.MetadataValue.md(report.markdown()), "version": int(challenger.version),
+        metadata={"report": dg.MetadataValue.md(report.markdown()), "version": models.version,
                   "reference": report.reference.label, "promoted": report.promoted, "reason": report.reason,
                   "style_measurable": report.style_measurable, "style_note": report.style_note,
                   "gate_policy": dg.MetadataValue.json(report.policy),
                   "generation_examples": report.generation_examples,
                   "held_out_prompt": report.prompts[0] if report.prompts else "",
-                  "mlflow_run": dg.MetadataValue.url(run_url(settings, client.get_run(challenger.run_id).info.experiment_id,
-                                                             challenger.run_id)),
-                  "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, name, challenger.version)),
+                  "mlflow_run": dg.MetadataValue.url(recorded.run_url),
+                  "mlflow_model_version": dg.MetadataValue.url(recorded.model_version_url),
                   "challenger_answer": _first_answer(report.challenger), "base_answer": _first_answer(report.base),
-                  **{key: round(value, 4) for key, value in figures.items()}},
-        check_results=selected_checks(context, [dg.AssetCheckResult(
-            check_name="beats_champion", passed=report.promoted, severity=dg.AssetCheckSeverity.ERROR,
-            description=report.reason, metadata={"reason": report.reason, "version": int(challenger.version)})]),
+                  **{key: round(value, 4) for key, value in recorded.figures.items()}},
+        check_results=selected_checks(context, [beats_champion(models, report)]),
     )
 
 
@@ -263,35 +211,22 @@ def _first_answer(figures) -> str:
 )
 def champion(context: dg.AssetExecutionContext, postgres: PostgresResource, training: TrainingResource) -> dg.MaterializeResult:
     twin = context.partition_key
-    settings = training.settings()
-    client = configure_mlflow(settings)
-    name = registered_model_name(twin)
-    with postgres.connection() as conn:
-        row = conn.execute(
-            "SELECT version, promoted, reason FROM evaluations WHERE twin = %s ORDER BY id DESC LIMIT 1", (twin,)
-        ).fetchone()
-        if row is None or not row[1]:
-            raise dg.Failure(f"The latest evaluation of {name} did not pass the gate; nothing to promote.")
-        version, _, reason = row
-        previous = alias_version(client, twin, CHAMPION)
-        if previous is not None and int(previous.version) == version:
-            context.log.info(f"{name} v{version} is already the champion.")
-            return dg.MaterializeResult(metadata={"registered_model": name, "champion_version": version,
-                                                  "previous_champion": version, "reason": "already champion"},
-                                        data_version=dg.DataVersion(f"{name}/{version}"))
-        client.set_registered_model_alias(name, CHAMPION, str(version))
-        client.set_model_version_tag(name, str(version), "promoted_from",
-                                     f"v{previous.version}" if previous is not None else "base model")
-        conn.execute(
-            "INSERT INTO promotions (registered_model, version, twin, previous_version) VALUES (%s, %s, %s, %s)",
-            (name, version, twin, int(previous.version) if previous is not None else None),
-        )
-    context.log.info(f"{name} v{version} is the champion ({reason}).")
+    try:
+        with postgres.connection() as conn:
+            promotion = promote_champion(training.settings(), conn, twin)
+    except TwinError as error:
+        raise dg.Failure(error.message) from error
+    name, version = promotion.registered_model, promotion.version
+    if not promotion.changed:
+        context.log.info(f"{name} v{version} is already the champion.")
+        return dg.MaterializeResult(metadata={"registered_model": name, "champion_version": version,
+                                              "previous_champion": version, "reason": promotion.reason},
+                                    data_version=dg.DataVersion(f"{name}/{version}"))
+    context.log.info(f"{name} v{version} is the champion ({promotion.reason}).")
     return dg.MaterializeResult(
         metadata={"registered_model": name, "champion_version": version,
-                  "previous_champion": int(previous.version) if previous is not None else None, "reason": reason,
+                  "previous_champion": promotion.previous_version, "reason": promotion.reason,
                   "model_uri": f"models:/{name}@{CHAMPION}",
-                  "mlflow_model_version": dg.MetadataValue.url(model_version_url(settings, name, version))},
+                  "mlflow_model_version": dg.MetadataValue.url(promotion.model_version_url)},
         data_version=dg.DataVersion(f"{name}/{version}"),
     )
-

@@ -39,7 +39,7 @@ from bench.report import replace_section  # noqa: E402
 from twin.chunking import ChunkingPolicy, chunk_document  # noqa: E402
 from twin.cleaning import REPEATED_MIN_DOCUMENTS, REPEATED_MIN_SHARE, clean, clean_prose, detector_lines, line_key, repeated_lines  # noqa: E402
 from twin.documents import Category  # noqa: E402
-from twin.features import site_of  # noqa: E402
+from twin.features.cleaned import site_of  # noqa: E402
 
 BEFORE_COMMIT = "0cc6764"  # the last commit with the previous cleaner (clean-v1)
 AUTHORS = ("maya-lindqvist", "priya-raman", "tomas-herrera")

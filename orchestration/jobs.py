@@ -4,8 +4,9 @@ Each says what it costs, so the cheap path is the obvious one; models/exl2 (CUDA
 import dagster as dg
 
 from assets.features import chunks, cleaned_documents, embeddings
-from assets.lag import EMBEDDINGS, LAG_CHECK
+from assets.lag import EMBEDDINGS
 from assets.raw import raw_documents
+from twin.lag import LAG_CHECK
 
 build_features_job = dg.define_asset_job(
     "build_features_job",

@@ -115,7 +115,6 @@ def test_the_analyst_reads_the_marts_views_and_function(analyst: psycopg.Connect
     "CREATE VIEW analytics.mine AS SELECT 1",
     "SELECT * FROM prompt_logs",
     "SELECT * FROM http_cache",
-    "SELECT * FROM source_state",
     "SELECT * FROM raw_documents",
     "SELECT * FROM staging.stg_prompt_logs",
     "DROP TABLE analytics.traffic_daily",

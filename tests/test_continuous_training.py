@@ -4,13 +4,14 @@ changed, nothing when nothing changed, and one chain (not one per upstream run) 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from assets.datasets import DATASET_CHECKS, instruct_dataset, preference_dataset
+from assets.datasets import instruct_dataset, preference_dataset
 from assets.features import chunks, cleaned_documents, embeddings
 from assets.metadata import TRAINING_POOL
 from assets.raw import raw_documents
 from assets.training import champion, twin_adapter, twin_eval
 from orchestration.automation import build_continuous_training_sensor
 from resources import EmbeddingModelResource, PostgresResource, ProfilesResource, TrainingResource
+from training.dataset_versions import DATASET_CHECKS
 
 DEFS = dg.Definitions(
     assets=[raw_documents, cleaned_documents, chunks, embeddings, instruct_dataset, preference_dataset,

@@ -13,7 +13,7 @@ import pytest
 from pymongo.database import Database
 
 from twin.sources.batch import SourceBatch, store_batch
-from twin.sources.mongodb import last_mongodb_fingerprint, mongodb_fingerprint, read_mongodb
+from twin.sources.mongodb import mongodb_fingerprint, read_mongodb
 
 ADA_ID = "6f2a4c1e-8d3b-4f7a-9c10-2b5e7d9a1f00"
 GRACE_ID = "0c9e8f7a-1b2d-4c3e-8f4a-5b6c7d8e9f01"
@@ -86,7 +86,7 @@ def rejections(conn: psycopg.Connection) -> dict[str, str]:
 def test_warehouse_items_become_documents_per_twin_and_bad_items_rejections(
     conn: psycopg.Connection, warehouse: Database
 ) -> None:
-    batches = read_mongodb(conn, warehouse)
+    batches = read_mongodb(warehouse)
     assert [batch.source for batch in batches] == ["mongodb://twin"] * 3
     twins = by_twin(batches)
     assert set(twins) == {"ada-byte", "grace-hopper", "?"}  # "?" holds the items without an author
@@ -123,39 +123,37 @@ def test_warehouse_items_become_documents_per_twin_and_bad_items_rejections(
     assert twins["?"].documents == [] and len(twins["?"].rejections) == 2
 
 
-def test_reread_is_unchanged_and_an_edit_is_one_update_with_a_new_cursor(
+def test_reread_is_unchanged_and_an_edit_is_one_update_with_a_new_fingerprint(
     conn: psycopg.Connection, warehouse: Database
 ) -> None:
-    first = [store_batch(conn, batch) for batch in read_mongodb(conn, warehouse, source="mongodb://h/twin")]
-    cursor = last_mongodb_fingerprint(conn, "mongodb://h/twin")
+    first = [store_batch(conn, batch) for batch in read_mongodb(warehouse, source="mongodb://h/twin")]
+    cursor = mongodb_fingerprint(warehouse)
     assert sum(summary.accepted for summary in first) == 6
-    assert cursor == mongodb_fingerprint(warehouse)
     assert "posts=4:" in cursor and "repositories=1:" in cursor
 
-    again = [store_batch(conn, batch) for batch in read_mongodb(conn, warehouse, source="mongodb://h/twin")]
+    again = [store_batch(conn, batch) for batch in read_mongodb(warehouse, source="mongodb://h/twin")]
     assert [(s.accepted, s.updated) for s in again] == [(0, 0)] * len(again)
     assert sum(summary.unchanged for summary in again) == 6
-    assert last_mongodb_fingerprint(conn, "mongodb://h/twin") == cursor
+    assert mongodb_fingerprint(warehouse) == cursor
 
     warehouse.posts.update_one({"_id": "p1"}, {"$set": {"content.text": "Ship smaller."}})
     assert mongodb_fingerprint(warehouse) != cursor
-    edited = [store_batch(conn, batch) for batch in read_mongodb(conn, warehouse, source="mongodb://h/twin")]
+    edited = [store_batch(conn, batch) for batch in read_mongodb(warehouse, source="mongodb://h/twin")]
     assert sum(summary.updated for summary in edited) == 1
     assert sum(summary.accepted for summary in edited) == 0
     assert stored(conn)["mongodb://twin/posts/p1"][4] == "Ship smaller."
-    assert last_mongodb_fingerprint(conn, "mongodb://h/twin") == mongodb_fingerprint(warehouse)
 
 
 def test_only_author_reads_one_twin_and_prune_removes_what_left_mongo(
     conn: psycopg.Connection, warehouse: Database
 ) -> None:
-    [grace] = read_mongodb(conn, warehouse, only_author="Grace Hopper")
+    [grace] = read_mongodb(warehouse, only_author="Grace Hopper")
     assert {doc.twin for doc in grace.documents} == {"grace-hopper"}
     assert [r.line for r in grace.rejections] == ["mongodb://twin/posts/p3"]  # p4 has no author: not Grace's
     store_batch(conn, grace)
     warehouse.articles.delete_one({"_id": "a2"})
     warehouse.posts.delete_one({"_id": "p3"})  # with a rejection in the batch, prune would be skipped
-    [grace] = read_mongodb(conn, warehouse, only_author="grace-hopper")
+    [grace] = read_mongodb(warehouse, only_author="grace-hopper")
     summary = store_batch(conn, grace, prune=True, only_twin="grace-hopper")
     assert summary.deleted == 1 and not summary.prune_skipped
     assert set(stored(conn)) == {"https://www.linkedin.com/posts/grace-1"}
@@ -170,7 +168,7 @@ def test_course_layout_owner_id_and_no_full_names(conn: psycopg.Connection) -> N
                                 "content": {"main.rs": "fn main() {}\n"}, "owner_id": user_id})
     db.posts.insert_one({"_id": "p", "platform": "linkedin", "content": "plain text post",
                          "author_id": user_id})
-    [batch] = read_mongodb(conn, db)
+    [batch] = read_mongodb(db)
     store_batch(conn, batch)
     rows = stored(conn)
     assert rows["mongodb://course/repositories/r/main.rs"][:5] == (
@@ -185,17 +183,18 @@ def test_nul_characters_and_oversized_items_do_not_break_the_import(conn: psycop
         {"_id": "nul", "platform": "x", "content": {"text": "a\x00b"}, "author_full_name": "Ada\x00 Byte"},
         {"_id": "big", "platform": "x", "content": {"text": "word " * 300}, "author_full_name": "Ada Byte"},
     ])
-    [batch] = read_mongodb(conn, db, max_document_bytes=1000)
+    [batch] = read_mongodb(db, max_document_bytes=1000)
     summary = store_batch(conn, batch)
     assert summary.accepted == 1
     assert stored(conn)["mongodb://twin/posts/nul"][4] == "ab"
     assert "over the 0.0 MB limit" in rejections(conn)["mongodb://twin/posts/big"]
 
 
-def test_empty_database_reads_nothing(conn: psycopg.Connection) -> None:
+def test_empty_database_reads_nothing() -> None:
     db = mongomock.MongoClient()["empty"]
-    assert read_mongodb(conn, db) == []
-    assert last_mongodb_fingerprint(conn, "mongodb://empty") == mongodb_fingerprint(db)
+    assert read_mongodb(db) == []
+    assert [part.split(":")[0] for part in mongodb_fingerprint(db).split(";")] == [
+        "users=0", "articles=0", "posts=0", "repositories=0"]
 
 
 @pytest.mark.skipif(
@@ -211,8 +210,8 @@ def test_real_mongodb_server_reads_like_mongomock(conn: psycopg.Connection) -> N
         fill_warehouse(client[name])
         mock = mongomock.MongoClient()[name]
         fill_warehouse(mock)
-        real_batches = read_mongodb(conn, client[name])
-        mock_batches = read_mongodb(conn, mock, source="mongodb://mock")
+        real_batches = read_mongodb(client[name])
+        mock_batches = read_mongodb(mock, source="mongodb://mock")
         assert [b.documents for b in real_batches] == [b.documents for b in mock_batches]
         assert [b.rejections for b in real_batches] == [b.rejections for b in mock_batches]
         assert mongodb_fingerprint(client[name]) == mongodb_fingerprint(mock)

@@ -161,7 +161,7 @@ def test_one_page_down_every_route_gives_the_same_cleaned_text(
     mongo.users.insert_one({"_id": "u1", "first_name": "Ada", "last_name": "Byte"})
     mongo.articles.insert_one({"_id": "a1", "platform": "substack", "link": URL, "author_id": "u1",
                                "content": {"Title": TITLE, "Content": PAGE_HTML}})
-    [[routes["mongodb"]]] = [batch.documents for batch in read_mongodb(conn, mongo)]
+    [[routes["mongodb"]]] = [batch.documents for batch in read_mongodb(mongo)]
     dump = tmp_path / "dump"
     dump.mkdir()
     (dump / "UserDocument.json").write_text(json.dumps([{"_id": "u1", "first_name": "Ada", "last_name": "Byte"}]))

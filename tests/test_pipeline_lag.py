@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from assets.lag import LAG_CHECK, build_pipeline_lag_check
+from assets.lag import build_pipeline_lag_check
 from orchestration.cli import main
 from resources import EmbeddingModelResource, PostgresResource
 from serving.app import create_app
@@ -23,7 +23,7 @@ from twin.chunking import ChunkingPolicy
 from twin.database import Database
 from twin.embedding import Embedder
 from twin.errors import TwinError
-from twin.lag import TwinLag, over_limit, pipeline_lag
+from twin.lag import LAG_CHECK, TwinLag, over_limit, pipeline_lag
 from twin.settings import Settings
 from twin.sources.jsonl import import_jsonl
 

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 import twin.features as features
+from twin import cleaning
 from twin.chunking import ChunkingPolicy
 from twin.cleaning import Cleaned
 from twin.documents import Category, RawDocument
@@ -82,7 +83,7 @@ def test_a_cleaner_version_change_recleans_all_and_reembeds_only_what_changed(
     vectors = conn.execute("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()[0]
     assert features.cleaning_pending(conn, TWIN) == 0
 
-    original = features.clean
+    original = cleaning.clean
 
     def new_rules(category: Category, content: str, **kwargs: object) -> Cleaned:
         result = original(category, content, **kwargs)  # type: ignore[arg-type]
@@ -90,8 +91,8 @@ def test_a_cleaner_version_change_recleans_all_and_reembeds_only_what_changed(
             result.text = result.text.replace("ranges now", "ranges these days")
         return result
 
-    monkeypatch.setattr(features, "CLEANER_VERSION", "clean-test-next")
-    monkeypatch.setattr(features, "clean", new_rules)
+    monkeypatch.setattr(cleaning, "CLEANER_VERSION", "clean-test-next")
+    monkeypatch.setattr(cleaning, "clean", new_rules)
     assert features.cleaning_pending(conn, TWIN) == 5  # what a scheduled run asks before skipping
     cleaned, chunked, embedded = run_features(conn, embedder)
     assert (cleaned.new, cleaned.changed, cleaned.unchanged) == (0, 1, 4)

@@ -121,7 +121,7 @@ def test_self_query_filters_by_author(server: RunningServer) -> None:
 def test_one_request_runs_self_query_once(server: RunningServer, client: openai.OpenAI,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # the filters are parsed once in RagService.prepare and handed to search, never parsed again
-    from twin.retrieval import SelfQuery
+    from twin.self_query import SelfQuery
 
     questions: list[str] = []
     parse = SelfQuery.parse

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from training.artifacts import ArtifactStore
 from training.instructions import GenerationFailure, InstructionGenerator
 from training.passages import PassagePolicy, SourceDocument, split_passages
+from twin.checks import Check, CheckSpec
 from twin.errors import TwinError
 from twin.persona import persona_system
 
@@ -69,6 +70,11 @@ class DatasetVersion:
     @property
     def short(self) -> str:
         return self.fingerprint[:16]
+
+
+def dataset_dir(twin: str, kind: str, fingerprint: str) -> str:
+    """Where a dataset version's files live in the artifact store (relative to its root)."""
+    return f"datasets/{twin}/{kind}/{fingerprint[:16]}"
 
 
 def load_snapshot(conn: psycopg.Connection, twin: str) -> list[SourceDocument]:
@@ -141,7 +147,7 @@ def build_instruct_dataset(
             "Import more of the author's writing (articles give many examples each), then materialize again.",
         )
     failures = [_failure(failure) for failure in generated.failures]
-    relative = f"datasets/{twin}/instruct/{fingerprint[:16]}"
+    relative = dataset_dir(twin, "instruct", fingerprint)
     manifest = {
         "twin": twin, "kind": "instruct", "fingerprint": fingerprint, "snapshot_fingerprint": snapshot,
         "settings": settings, "documents": len(documents), "test_documents": len(test_urls),
@@ -245,7 +251,7 @@ def find_version(conn: psycopg.Connection, store: ArtifactStore, twin: str, kind
     if row is None:
         return None
     try:
-        folder = store.fetch(f"datasets/{twin}/{kind}/{fingerprint[:16]}")
+        folder = store.fetch(dataset_dir(twin, kind, fingerprint))
     except TwinError:
         return None  # the files are gone: make the version again
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -286,15 +292,20 @@ def latest_version(conn: psycopg.Connection, twin: str, kind: str = "instruct") 
     return (row[0], row[1]) if row else None
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    description: str
+# The dataset's blocking checks (datasets/instruct), evaluated by check_dataset.
+AXOLOTL_FORMAT = CheckSpec(
+    "axolotl_format", "Every row is a [system, user, assistant] chat, the format Axolotl's chat_template loader reads.")
+NO_EMPTY_FIELDS = CheckSpec("no_empty_fields", "No row has an empty instruction, answer or message.")
+MINIMUM_SIZE = CheckSpec("minimum_size", "At least min_train_rows training rows and one test row.")
+NO_DUPLICATE_PAIRS = CheckSpec("no_duplicate_pairs", "No (instruction, answer) pair appears twice.")
+NO_TRAIN_TEST_LEAKAGE = CheckSpec(
+    "no_train_test_leakage",
+    "No document or passage is in both the train and the test split (held out by document).")
+DATASET_CHECKS = (AXOLOTL_FORMAT, NO_EMPTY_FIELDS, MINIMUM_SIZE, NO_DUPLICATE_PAIRS, NO_TRAIN_TEST_LEAKAGE)
 
 
-def check_dataset(folder: Path, min_train_rows: int = MIN_TRAIN_ROWS) -> list[CheckResult]:
-    """The dataset's asset checks: Axolotl format, no empty fields, size, duplicates, leakage."""
+def check_dataset(folder: Path, min_train_rows: int = MIN_TRAIN_ROWS) -> list[Check]:
+    """Every check of DATASET_CHECKS, in that order, on the version's files."""
     import pyarrow.parquet as pq
 
     splits = {name: pq.read_table(folder / f"{name}.parquet").to_pylist() for name in ("train", "test")}
@@ -315,12 +326,13 @@ def check_dataset(folder: Path, min_train_rows: int = MIN_TRAIN_ROWS) -> list[Ch
     leaked_docs = train_docs & test_docs
     leaked_texts = sum(1 for row in splits["test"] if row["output"] in train_texts)
     return [
-        CheckResult("axolotl_format", not malformed,
-                    f"{len(malformed)} rows whose `messages` is not [system, user, assistant]" if malformed else "every row is a system/user/assistant chat"),
-        CheckResult("no_empty_fields", not empty, f"{len(empty)} rows with an empty instruction or answer"),
-        CheckResult("minimum_size", len(splits["train"]) >= min_train_rows and len(splits["test"]) >= 1,
-                    f"{len(splits['train'])} train rows (minimum {min_train_rows}), {len(splits['test'])} test rows (minimum 1)"),
-        CheckResult("no_duplicate_pairs", duplicates == 0, f"{duplicates} duplicate (instruction, answer) pairs"),
-        CheckResult("no_train_test_leakage", not leaked_docs and not leaked_texts,
-                    f"{len(leaked_docs)} documents and {leaked_texts} passages in both train and test"),
+        AXOLOTL_FORMAT.result(not malformed, {"detail": (
+            f"{len(malformed)} rows whose `messages` is not [system, user, assistant]" if malformed
+            else "every row is a system/user/assistant chat")}),
+        NO_EMPTY_FIELDS.result(not empty, {"detail": f"{len(empty)} rows with an empty instruction or answer"}),
+        MINIMUM_SIZE.result(len(splits["train"]) >= min_train_rows and len(splits["test"]) >= 1, {"detail": (
+            f"{len(splits['train'])} train rows (minimum {min_train_rows}), {len(splits['test'])} test rows (minimum 1)")}),
+        NO_DUPLICATE_PAIRS.result(duplicates == 0, {"detail": f"{duplicates} duplicate (instruction, answer) pairs"}),
+        NO_TRAIN_TEST_LEAKAGE.result(not leaked_docs and not leaked_texts, {"detail": (
+            f"{len(leaked_docs)} documents and {leaked_texts} passages in both train and test")}),
     ]

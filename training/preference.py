@@ -13,7 +13,15 @@ import psycopg
 import pyarrow.parquet as pq
 
 from training.artifacts import ArtifactStore
-from training.dataset_versions import DatasetVersion, NotEnoughData, find_version, latest_version, record_version, write_version
+from training.dataset_versions import (
+    DatasetVersion,
+    NotEnoughData,
+    dataset_dir,
+    find_version,
+    latest_version,
+    record_version,
+    write_version,
+)
 from training.evaluation import generate_answers, load_model
 
 
@@ -32,7 +40,7 @@ def build_preference_dataset(
     existing = find_version(conn, store, twin, "preference", fingerprint)
     if existing is not None:
         return existing
-    source = store.fetch(f"datasets/{twin}/instruct/{instruct_fingerprint[:16]}")
+    source = store.fetch(dataset_dir(twin, "instruct", instruct_fingerprint))
     rows = pq.read_table(source / "train.parquet", columns=["messages", "instruction", "output", "document_id"]).to_pylist()
     # a deterministic spread over the documents, not the first documents only
     rows.sort(key=lambda row: hashlib.sha256(row["instruction"].encode()).hexdigest())
@@ -44,7 +52,7 @@ def build_preference_dataset(
     if not pairs:
         raise NotEnoughData(f"The base model gave no usable answers for {twin!r}.", "Check the base model.")
     manifest = json.loads((source / "manifest.json").read_text())
-    relative = f"datasets/{twin}/preference/{fingerprint[:16]}"
+    relative = dataset_dir(twin, "preference", fingerprint)
     folder = write_version(store, relative, {"train": pairs}, {"twin": twin, "kind": "preference", "fingerprint": fingerprint,
                                                                "settings": settings, "pairs": len(pairs)})
     documents = {row["document_id"] for row in pairs}

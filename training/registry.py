@@ -95,6 +95,11 @@ def run_url(settings: Settings, experiment: str, run_id: str) -> str:
     return f"{mlflow_ui_url(settings)}/#/experiments/{experiment}/runs/{run_id}"
 
 
+def run_link(settings: Settings, run_id: str) -> str:
+    """The MLflow UI page of a run (its experiment looked up in the tracking store)."""
+    return run_url(settings, configure_mlflow(settings).get_run(run_id).info.experiment_id, run_id)
+
+
 def model_version_url(settings: Settings, name: str, version: int | str) -> str:
     return f"{mlflow_ui_url(settings)}/#/models/{name}/versions/{version}"
 

@@ -2,7 +2,7 @@
 document takes from its arrival to its vectors. Read by Dagster metadata and checks, the serving
 `/metrics` endpoint and `twin lag`.
 
-A document waits at a stage when the stage's pending rule (twin/features.py, the same rule the
+A document waits at a stage when the stage's pending rule (twin/features/pending.py, the same rule the
 steps use) holds for it; its age counts from when its input was written: the raw document's
 `updated_at` (its current content's arrival) for `clean`, the cleaned row's `cleaned_at` for
 `chunk`, the chunk rows' `chunked_at` for `embed`.
@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from twin.cleaning import CLEANER_VERSION
-from twin.features import UNCHUNKED, UNCLEANED, UNEMBEDDED
+from twin import cleaning
+from twin.checks import Check, CheckSpec
+from twin.features.pending import UNCHUNKED, UNCLEANED, UNEMBEDDED
 
 STAGES = ("clean", "chunk", "embed")
+LAG_CHECK = "pipeline_lag_within_limit"  # the check on features/embeddings that check_lag evaluates
 LATENCY_WINDOW_SECONDS = 7 * 24 * 3600  # latency of the documents that arrived in the last week
 
 _WAITING_SQL = f"""
@@ -108,7 +110,7 @@ def pipeline_lag(
 ) -> list[TwinLag]:
     """Lag and latency of every twin (or of `twin`), judged against the embedding model `model_id`
     and the chunker signature `chunker` the pipeline runs with now."""
-    params = {"version": CLEANER_VERSION, "chunker": chunker, "model": model_id, "window": window_seconds}
+    params = {"version": cleaning.CLEANER_VERSION, "chunker": chunker, "model": model_id, "window": window_seconds}
     twins = [row[0] for row in conn.execute(
         "SELECT slug FROM twins WHERE slug = coalesce(%s, slug) ORDER BY slug", (twin,))]
     stages: dict[str, dict[str, StageLag]] = {slug: {name: StageLag() for name in STAGES} for slug in twins}
@@ -127,6 +129,26 @@ def pipeline_lag(
 def over_limit(lags: list[TwinLag], limit_seconds: float) -> list[TwinLag]:
     """The twins whose oldest waiting document is older than `limit_seconds`."""
     return [lag for lag in lags if lag.oldest_seconds is not None and lag.oldest_seconds > limit_seconds]
+
+
+def lag_check_spec(limit_seconds: float) -> CheckSpec:
+    """The lag check with its limit (Settings.lag_limit_seconds, from TWIN_LAG_LIMIT_SECONDS)."""
+    return CheckSpec(LAG_CHECK, f"Fails when any twin's oldest document waiting to be cleaned, chunked or embedded "
+                                f"is older than {limit_seconds:g} s (TWIN_LAG_LIMIT_SECONDS).")
+
+
+def check_lag(lags: list[TwinLag], limit_seconds: float) -> Check:
+    """Passes when no twin's oldest waiting document is older than `limit_seconds`; a failure
+    names the late twins and the runbook section that helps."""
+    late = over_limit(lags, limit_seconds)
+    oldest = max((lag.oldest_seconds or 0.0 for lag in lags), default=0.0)
+    summary = ("; ".join(f"{lag.twin}: oldest waiting {lag.oldest_seconds:.0f} s" for lag in late)
+               + f" (limit {limit_seconds:g} s): run the features job for these twins "
+                 "(docs/runbook.md#the-pipeline-is-behind)") if late else None
+    return lag_check_spec(limit_seconds).result(not late, {
+        "limit_seconds": limit_seconds, "twins": len(lags), "twins_over_limit": len(late),
+        "late_twins": ", ".join(lag.twin for lag in late), "oldest_waiting_seconds": round(oldest, 3),
+        "waiting_documents": sum(lag.waiting for lag in lags)}, summary=summary)
 
 
 def _rounded(seconds: float | None) -> float:

@@ -101,7 +101,7 @@ def _read_mongodb(spec: SourceSpec, profile: TwinProfile, ctx: ReadContext) -> l
     from twin.sources.mongodb import read_mongodb
 
     with _mongo_client(spec) as client:
-        return read_mongodb(ctx.conn, client[spec.location], only_author=profile.name,
+        return read_mongodb(client[spec.location], only_author=profile.name,
                             source=_mongo_source_id(spec), max_document_bytes=ctx.max_document_bytes)
 
 

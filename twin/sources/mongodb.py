@@ -17,7 +17,6 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psycopg
 from bson.binary import UUID_SUBTYPE, Binary
 
 from twin.documents import Category, RawDocument, twin_slug
@@ -46,7 +45,6 @@ class _Item:
 
 
 def read_mongodb(
-    conn: psycopg.Connection,
     database: Database,
     *,
     only_author: str | None = None,
@@ -55,15 +53,12 @@ def read_mongodb(
 ) -> list[SourceBatch]:
     """Every article, post and repository file as one batch per twin, named `source`.
 
-    Items without an author go to one extra batch (unless `only_author` is given); the
-    fingerprint of what was read is kept in `source_state` under `source`.
+    Items without an author go to one extra batch (unless `only_author` is given).
     """
     source = source or f"mongodb://{database.name}"
     collections = {name: _read_collection(database, name) for name in COLLECTIONS}
-    batches = warehouse_batches(collections, ref_base=f"mongodb://{database.name}", source=source,
-                                only_author=only_author, max_document_bytes=max_document_bytes)
-    _save_cursor(conn, source, _fingerprint(collections))
-    return batches
+    return warehouse_batches(collections, ref_base=f"mongodb://{database.name}", source=source,
+                             only_author=only_author, max_document_bytes=max_document_bytes)
 
 
 def warehouse_batches(
@@ -105,12 +100,6 @@ def mongodb_fingerprint(database: Database) -> str:
     return _fingerprint({name: _read_collection(database, name) for name in COLLECTIONS})
 
 
-def last_mongodb_fingerprint(conn: psycopg.Connection, source: str) -> str | None:
-    """The fingerprint recorded by the last `read_mongodb` of `source`, if any."""
-    row = conn.execute("SELECT cursor FROM source_state WHERE source = %s", (source,)).fetchone()
-    return None if row is None else row[0]
-
-
 def _read_collection(database: Database, name: str) -> list[dict[str, Any]]:
     """All items of a collection, ordered by id so 'first' is stable between reads."""
     return sorted(database[name].find({}), key=lambda record: _id_text(record.get("_id")))
@@ -128,15 +117,6 @@ def _fingerprint(collections: dict[str, list[dict[str, Any]]]) -> str:
 
 def _canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, default=_id_text, ensure_ascii=False).encode("utf-8")
-
-
-def _save_cursor(conn: psycopg.Connection, source: str, cursor: str) -> None:
-    with conn.transaction():
-        conn.execute(
-            """INSERT INTO source_state (source, cursor) VALUES (%s, %s)
-               ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()""",
-            (source, cursor),
-        )
 
 
 def _user_names(users: list[dict[str, Any]]) -> dict[str, str]:
