@@ -139,8 +139,9 @@ def write_report(path: Path, args: argparse.Namespace, results: list[dict]) -> N
                         f"{float(result['last_loss'] or 0):.3f} | {result['train_minutes']} | "
                         f"{report['generation_examples']} from {report['held_out_documents']} documents | "
                         f"{_cell(result['grounding'], 'share')} |")
-    notes = [f"- {result['twin']} v{result['version']}: {result['report'].get('style_note') or ''} "
-             f"{result['report'].get('reason') or ''}".rstrip() for result in results]
+    notes = [f"- {result['twin']} v{result['version']}: "
+             + "; ".join(part for part in (result['report'].get('style_note'), result['report'].get('reason')) if part)
+             for result in results]
     notes += [f"- {result['twin']}: not trained: {result['skipped']}" for result in skipped]
     mode = " (quick mode: 1 step, 4 short answers; not a measurement)" if args.quick else ""
     section = f"""## Twin quality (`bench/twin_quality.py`, profile `{args.profile}`, {date.today().isoformat()}){mode}
