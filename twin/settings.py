@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,23 +212,22 @@ def _profiles_path(given: str | None) -> Path:
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = env.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise TwinError(f"{name}={value!r} is not a whole number.", f"set {name} to e.g. {default}.") from None
+    return int(_number(env, name, default, int, "a whole number"))
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return float(_number(env, name, default, float, "a number"))
+
+
+def _number(env: Mapping[str, str], name: str, default: float, parse: Callable[[str], float], what: str) -> float:
+    """`name` parsed by `parse` (its default when unset); a bad value names the variable and a fix."""
     value = env.get(name)
     if not value:
         return default
     try:
-        return float(value)
+        return parse(value)
     except ValueError:
-        raise TwinError(f"{name}={value!r} is not a number.", f"set {name} to e.g. {default}.") from None
+        raise TwinError(f"{name}={value!r} is not {what}.", f"set {name} to e.g. {default}.") from None
 
 
 def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
