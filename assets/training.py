@@ -94,12 +94,14 @@ def twin_adapter(
         with postgres.connection() as conn:
             registered = register_trained_model(settings, conn, run, metrics)
     except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-        fail_training_run(settings, run, _stop_reason(context), status="KILLED")
+        note = fail_training_run(settings, run, _stop_reason(context), status="KILLED")
+        if note:
+            context.log.error(note.strip())
         raise
     except BaseException as error:
         reason = error.reason if isinstance(error, TrainingProcessFailed) else f"{type(error).__name__}: {error}"
-        fail_training_run(settings, run, reason)
-        raise dg.Failure(f"Training {twin} failed: {reason}", metadata={"mlflow_run_id": run.run_id}) from error
+        note = fail_training_run(settings, run, reason)
+        raise dg.Failure(f"Training {twin} failed: {reason}{note}", metadata={"mlflow_run_id": run.run_id}) from error
     yield dg.MaterializeResult(
         metadata={
             **(result.metadata or {}),

@@ -2,7 +2,7 @@
 
   (a) latency p50/p95 of the vector, keyword and hybrid rankings, unfiltered and filtered (one twin
       of ten; one twin and one category), rows returned, at 10k / 100k (/ 1M) chunks; the fused
-      top-10's recall against an exhaustive hybrid ranking (exact vector search + ts_rank_cd over
+      top-10's recall against an exhaustive hybrid ranking (exact vector search + the keyword idf score over
       every chunk sharing a word with the question); load, GIN, term-table and HNSW build times,
       table and index sizes;
   (b) HNSW ef_search against exact search: recall@10 and p50 latency;
@@ -11,12 +11,13 @@
 
 Benchmark data: the sample corpus's own sentences (80 prose documents, ~3,000 sentences, cleaned
 as the pipeline cleans), recombined into chunks of 2-4 consecutive sentences of one document with
-one sentence swapped for one of another document, so the words are the authors' own. A chunk's
-vector is the normalised sum of the real model's vectors of its sentences (cached under
-/tmp/twin-bench-retrieval): embedding 100k chunks with the model on the 2-core box would take
-hours. The query vectors are the real model's.
+one sentence swapped for one of another document, so the words are the authors' own. Up to 100k
+chunks each chunk's vector is the real model's own (`--embed-chunks` embeds them once, ~20 min on 2
+idle cores, cached under /tmp/twin-bench-retrieval); above that (1M) it is the normalised sum of the
+real model's vectors of its sentences. The query vectors are the real model's.
 
-Run: .venv/bin/python bench/retrieval.py               (10k and 100k, ~15 min on 2 cores)
+Run: .venv/bin/python bench/retrieval.py --embed-chunks (10k and 100k, ~10 min on 2 idle cores
+                                                       once the chunk vectors are cached)
      .venv/bin/python bench/retrieval.py --scales 10000,100000,1000000
      .venv/bin/python bench/retrieval.py --quick        (2k chunks, < 60 s, writes a scratch file)
 """
@@ -60,6 +61,7 @@ FILTERS = {"unfiltered": QueryFilters(), "twin (1/10)": QueryFilters(twin="autho
            "twin + category (1/30)": QueryFilters(twin="author-3", category="post")}
 MODES = ("vector", "keyword", "hybrid")
 K = 10
+REAL_VECTORS = 100_000  # the sets up to this size get the real model's chunk vectors (--embed-chunks)
 
 
 def main() -> None:
@@ -70,6 +72,8 @@ def main() -> None:
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     parser.add_argument("--ef-search", default="40,100,200", help="ef_search values for (b), at the largest scale")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--embed-chunks", action="store_true",
+                        help=f"first embed the first {REAL_VECTORS:,} chunks with the real model (cached)")
     args = parser.parse_args()
     if args.quick:
         args.scales, args.queries, args.ef_search, args.quality = "2000", 20, "40,100", False
@@ -85,6 +89,8 @@ def main() -> None:
         sentences = sample_sentences()[: 12 if args.quick else None]
         pool = sorted({sentence for document in sentences for sentence in document})
         pool_vectors = dict(zip(pool, real_vectors(pool, settings.embedding_model), strict=True))
+        if args.embed_chunks and not args.quick:
+            embed_chunks(sentences, settings.embedding_model)
         questions = bench_questions(sentences, args.queries)
         query_vectors = real_vectors([clean_query(q) for q in questions], settings.embedding_model)
         scales = [int(n) for n in args.scales.split(",")]
@@ -161,6 +167,34 @@ def bench_chunks(documents: list[list[str]], n: int, seed: int = 13) -> list[lis
     return chunks
 
 
+def model_chunk_vectors(chunks: list[list[str]], n: int, documents: list[list[str]]) -> np.ndarray | None:
+    """The real model's vectors of the first `n` <= REAL_VECTORS chunks, from the cache that
+    `bench/retrieval.py --embed-chunks` fills (bench_chunks' first n chunks are the same at every n);
+    None when it is not there, and the chunks get composed vectors."""
+    path = VECTOR_CACHE / f"model-chunks-{REAL_VECTORS}.npy"
+    if n > REAL_VECTORS or not path.exists():
+        return None
+    return np.load(path, mmap_mode="r")[:n]
+
+
+def embed_chunks(documents: list[list[str]], model_id: str) -> Path:
+    """Embed the first REAL_VECTORS bench chunks with the real model (~20 min on 2 idle cores),
+    5,000 at a time so an interrupted run resumes."""
+    texts = [" ".join(chunk) for chunk in bench_chunks(documents, REAL_VECTORS)]
+    embedder = load_embedder(model_id)
+    VECTOR_CACHE.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for start in range(0, len(texts), 5000):
+        part = VECTOR_CACHE / f"model-chunks-part-{start}.npy"
+        if not part.exists():
+            np.save(part, embedder.encode(texts[start:start + 5000], batch_size=64))
+            print(f"embedded chunks {start:,}-{start + 5000:,}", flush=True)
+        parts.append(np.load(part))
+    path = VECTOR_CACHE / f"model-chunks-{REAL_VECTORS}.npy"
+    np.save(path, np.concatenate(parts))
+    return path
+
+
 def composed_vectors(chunks: list[list[str]], pool_vectors: dict[str, np.ndarray]) -> np.ndarray:
     vectors = np.stack([np.sum([pool_vectors[s] for s in chunk], axis=0) for chunk in chunks])
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
@@ -223,7 +257,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
     for t in range(TWINS):
         keyword_search.refresh_chunk_terms(conn, f"author-{t}")
     result["term_table_s"] = round(time.perf_counter() - started, 1)
-    conn.execute("SET maintenance_work_mem = '2GB'")
+    conn.execute("SET maintenance_work_mem = '4GB'")
     started = time.perf_counter()
     conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
     result["hnsw_build_s"] = round(time.perf_counter() - started, 1)
@@ -256,6 +290,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
 def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray],
          model_id: str) -> None:
     chunks = bench_chunks(documents, n)
+    model_vectors = model_chunk_vectors(chunks, n, documents)
     first = date(2019, 1, 1)
     with conn.transaction():
         for t in range(TWINS):
@@ -269,7 +304,8 @@ def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vect
                                 first + timedelta(days=d % 2500)))
         for start in range(0, n, 50_000):
             batch = chunks[start:start + 50_000]
-            vectors = composed_vectors(batch, pool_vectors)
+            vectors = model_vectors[start:start + len(batch)] if model_vectors is not None \
+                else composed_vectors(batch, pool_vectors)
             with conn.cursor().copy(
                 """COPY chunks (chunk_id, document_id, twin, position, text, token_count, document_hash, chunker,
                                 url, title, author, category, published_at, embedding, embedding_model)
@@ -303,18 +339,22 @@ def fused_recall(conn: psycopg.Connection, model_id: str, texts: list[str], vect
 
 def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.ndarray, filters: QueryFilters,
                limit: int) -> tuple[list[str], list[str]]:
-    """Exact vector search (no index) and ts_rank_cd over every chunk holding any of the words."""
+    """Exact vector search (no index) and the keyword leg's idf score over every chunk holding any of
+    the scored words."""
     where = where_clause(filters, model_id)
     with conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")
         rows = conn.execute(f"""SELECT chunk_id::text FROM chunks WHERE {where.sql}
                                 ORDER BY embedding <=> %(v)s, chunk_id LIMIT %(limit)s""",
                             {**where.params, "v": vector, "limit": limit}).fetchall()
-    _, lexemes, _ = keyword_search.query_terms(conn, text, where)
+    terms = keyword_search.query_terms(conn, text, where)
     keyword = conn.execute(
-        f"""SELECT chunk_id::text FROM chunks, (SELECT %(q)s::tsquery AS q) q WHERE {where.sql} AND search_vector @@ q.q
-            ORDER BY ts_rank_cd(search_vector, q.q) DESC, chunk_id LIMIT %(limit)s""",
-        {**where.params, "q": keyword_search.tsquery_any_of(lexemes), "limit": limit}).fetchall() if lexemes else []
+        f"""WITH weights AS (SELECT * FROM unnest(%(queries)s::tsquery[], %(weights)s::float8[]) AS w(query, idf))
+            SELECT chunk_id::text FROM chunks WHERE {where.sql} AND search_vector @@ %(any)s::tsquery
+            ORDER BY {keyword_search.IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
+        {**where.params, "any": keyword_search.tsquery_any_of(terms.lexemes), "weights": terms.weights,
+         "queries": [keyword_search.tsquery_any_of([lexeme]) for lexeme in terms.lexemes],
+         "limit": limit}).fetchall() if terms.lexemes else []
     return [row[0] for row in rows], [row[0] for row in keyword]
 
 
@@ -402,14 +442,15 @@ def _best_similarity(conn: psycopg.Connection, embedder, question: str) -> float
 
 def write_report(path: Path, figures: dict[str, object]) -> None:
     lines = [f"## Retrieval (`bench/retrieval.py`, {date.today().isoformat()})", "",
-             f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU, **shared with other agents' test suites while it "
-             f"ran** ({figures['machine']}); embedded PostgreSQL 18 + pgvector 0.8, HNSW m=16, "
+             f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU ({figures['machine']}; the load average "
+             f"says whether other work shared the cores); embedded PostgreSQL 18 + pgvector 0.8, HNSW m=16, "
              f"ef_construction=64, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
              f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {keyword_search.KEYWORD_BUDGET} "
-             f"chunks / {keyword_search.KEYWORD_TERMS} words.", "",
+             f"chunks / {keyword_search.KEYWORD_TERMS} words, {keyword_search.SCORED_TERMS} scored words.", "",
              "Data: the sample corpus's own sentences recombined (2-4 consecutive sentences of one document, one "
-             "swapped for another document's), 10 twins x 3 categories; chunk vectors = normalised sum of the real "
-             "model's sentence vectors; query vectors from the real model. "]
+             "swapped for another document's), 10 twins x 3 categories; chunk vectors: the real model's own "
+             f"for the sets up to {REAL_VECTORS:,} chunks (`--embed-chunks`, cached), above that the normalised sum "
+             "of the real model's sentence vectors; query vectors from the real model. "]
     composition = figures["composition"]
     lines[-1] += (f"Composed vs the model's own vector of the same chunk text ({composition['chunks']} chunks): "  # type: ignore[index]
                   f"mean cosine {composition['mean_cosine']}, 5th percentile {composition['p5_cosine']}.")  # type: ignore[index]
@@ -448,7 +489,7 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
               "every wait for a CPU; with the load average this run names on 2 cores, a query waits for the "
               "scheduler several times, and the same queries on an idle machine take a fraction of it. The "
               "recall columns compare the fast rankings with exhaustive ones over the same rows (exact vector "
-              "search by a sequential scan; `ts_rank_cd` over every chunk holding any of the question's words), "
+              "search by a sequential scan; the keyword leg's idf score over every chunk holding any of the question's scored words), "
               "the keyword leg's bounded candidate set being what differs."]
     if 1_000_000 not in measured:
         lines += ["", "1,000,000 chunks: not measured in this run (loading, indexing and an HNSW build of 1M x 384 "

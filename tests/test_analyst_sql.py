@@ -202,10 +202,17 @@ def test_hybrid_search_fuses_keyword_and_vector_ranks(
     text = "autovacuum bloat"
     query = encode_queries(embedder, [text])[0]
     semantic = {vectors["ids"][i]: rank for rank, i in enumerate(_exact_top(vectors, query, 20), start=1)}
+    # the keyword leg's score, computed here from scratch over every chunk: the idf of each word held
     keyword_rows = platform.execute(
-        """SELECT chunk_id FROM chunks, to_tsquery('english', replace(plainto_tsquery('english', %s)::text,
-               ' & ', ' | ')) AS q WHERE search_vector @@ q
-           ORDER BY ts_rank_cd(search_vector, q) DESC, chunk_id LIMIT 20""", (text,)).fetchall()
+        """WITH words AS (SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) lexeme),
+                total AS (SELECT count(*)::float8 AS n FROM chunks),
+                df AS (SELECT w.lexeme, count(*)::float8 AS df FROM words w
+                       JOIN chunks c ON c.search_vector @@ quote_literal(w.lexeme)::tsquery GROUP BY w.lexeme)
+           SELECT c.chunk_id FROM chunks c,
+                  LATERAL (SELECT sum(ln(1 + (total.n - df.df + 0.5) / (df.df + 0.5))) AS score FROM df, total
+                           WHERE c.search_vector @@ quote_literal(df.lexeme)::tsquery) s
+           WHERE s.score IS NOT NULL
+           ORDER BY round(s.score::numeric, 9) DESC, length(c.search_vector), c.chunk_id LIMIT 20""", (text,)).fetchall()
     keyword = {str(row[0]): rank for rank, row in enumerate(keyword_rows, start=1)}
     assert keyword and semantic
     scores = {chunk: sum(1 / (60 + ranks[chunk]) for ranks in (semantic, keyword) if chunk in ranks)

@@ -81,12 +81,22 @@ def test_the_keyword_leg_picks_the_rare_words_and_finds_their_chunks(conn: psyco
     from twin.query import where_clause
 
     where = where_clause(QueryFilters(), conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0])
-    informative, lexemes, every = query_terms(conn, "How do I use AUTOVACUUM, and when?", where)
-    assert informative[0] == "autovacuum" and set(informative) <= set(lexemes) and "autovacuum" in every
+    terms = query_terms(conn, "How do I use AUTOVACUUM, and when?", where)
+    assert terms.informative[0] == "autovacuum" and set(terms.informative) <= set(terms.lexemes)
+    assert "autovacuum" in terms.every and len(terms.weights) == len(terms.lexemes)
+    # rarest first: the idf falls as the words get common, and a rare word outweighs a common one
+    assert terms.weights == sorted(terms.weights, reverse=True) and terms.weights[0] > terms.weights[-1]
     ids = keyword_ranking(conn, "How do I use AUTOVACUUM, and when?", where, 20)
     texts = [conn.execute("SELECT text FROM chunks WHERE chunk_id = %s::uuid", (i,)).fetchone()[0] for i in ids]
-    assert any("autovacuum" in text.lower() for text in texts[:10])
-    assert query_terms(conn, "the and of", where) == ([], [], "")  # only stop words: no keyword ranking
+    assert "autovacuum" in texts[0].lower()  # the one rare word ranks its chunks above the common words'
+    nothing = query_terms(conn, "the and of", where)  # only stop words: no keyword ranking
+    assert (nothing.lexemes, nothing.informative, nothing.every) == ([], [], "")
+    assert keyword_ranking(conn, "the and of", where, 20) == []
+
+
+def test_the_term_totals_count_each_twins_chunks(conn: psycopg.Connection) -> None:
+    counts = dict(conn.execute("SELECT twin, count(*) FROM chunks GROUP BY twin"))
+    assert dict(conn.execute("SELECT twin, chunks FROM chunk_term_totals")) == counts
 
 
 def test_the_light_query_encoder_gives_the_embedders_vectors(embedder: Embedder) -> None:

@@ -13,7 +13,7 @@ import pytest
 from orchestration import topology
 from training.axolotl_config import training_profile
 from training.dataset_versions import DatasetVersion
-from training.finetune import TrainingRun, register_trained_model
+from training.finetune import TrainingRun, fail_training_run, register_trained_model
 from twin.errors import TwinError
 from twin.settings import Settings
 
@@ -38,3 +38,7 @@ def test_mlflow_down_when_a_training_ends_registers_nothing_and_says_what_to_do(
     assert "Start the MLflow server" in raised.value.fix
     assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] == 0  # no half-registered version
     assert (merged / "weights.bin").read_bytes() == b"trained"  # the trained model is kept for a retry
+    # the asset then ends the run: MLflow being down must not replace the training's own error
+    note = fail_training_run(settings, run, "TwinError: MLflow is not available")
+    assert "no-run" in note and "RUNNING" in note and "mlflow runs delete" in note
+    assert not merged.exists()  # the half-written model of a failed run is not left behind

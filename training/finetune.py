@@ -20,6 +20,7 @@ import psycopg
 from training.axolotl_config import TrainingProfile, axolotl_config, write_config
 from training.dataset_versions import DatasetVersion
 from training.registry import CHALLENGER, configure_mlflow, ensure_experiment, registered_model_name
+from twin.errors import TwinError
 from twin.persona import persona_system
 from twin.settings import Settings
 
@@ -109,14 +110,22 @@ FAILURE_REASON_TAG = "failure_reason"
 MLFLOW_TAG_LIMIT = 5000  # characters MLflow keeps in a tag value
 
 
-def fail_training_run(settings: Settings, run: TrainingRun, reason: str, status: str = "FAILED") -> None:
-    """End the MLflow run FAILED or KILLED with its reason, drop its half-written files; nothing
-    was registered. Called after the training process tree is gone, so nothing ends it later."""
-    client = configure_mlflow(settings)
-    client.set_tag(run.run_id, FAILURE_REASON_TAG, reason[:MLFLOW_TAG_LIMIT])
-    client.set_terminated(run.run_id, status=status)
+def fail_training_run(settings: Settings, run: TrainingRun, reason: str, status: str = "FAILED") -> str:
+    """Drop the run's half-written files and end the MLflow run FAILED or KILLED with its reason;
+    nothing was registered. Called after the training process tree is gone, so nothing ends it
+    later. Returns what the caller's error should add ("" when MLflow recorded the end): when MLflow
+    is down too, the original error must not be lost to a second one."""
     shutil.rmtree(run.merged_dir, ignore_errors=True)
     shutil.rmtree(run.merged_dir.with_name(run.merged_dir.name + ".partial"), ignore_errors=True)
+    try:
+        client = configure_mlflow(settings)
+        client.set_tag(run.run_id, FAILURE_REASON_TAG, reason[:MLFLOW_TAG_LIMIT])
+        client.set_terminated(run.run_id, status=status)
+    except TwinError as error:
+        return (f" MLflow could not record the failure either ({error.message}); its run {run.run_id} stays "
+                f"RUNNING until you end it (`mlflow runs delete --run-id {run.run_id}` once MLflow is back) "
+                "and train again.")
+    return ""
 
 
 def save_pyfunc_model(path: Path, merged_dir: Path, author: str) -> Path:

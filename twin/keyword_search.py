@@ -1,68 +1,86 @@
-"""The keyword leg of retrieval: Postgres full-text ranking (ts_rank_cd) over a bounded candidate
-set chosen from the question's rarest words, and the `chunk_terms` table of each lexeme's chunk
-count that the feature pipeline keeps for it."""
+"""The keyword leg of retrieval: each chunk scores the inverse document frequency (idf) of the
+question's words it holds, over a bounded candidate set chosen from the question's rarest words;
+and the `chunk_terms` / `chunk_term_totals` tables of each lexeme's chunk count that the feature
+pipeline keeps for it.
+
+Why idf and not `ts_rank_cd`: ts_rank_cd weighs every word alike, so a chunk holding five common
+words of the question outranks one holding its one rare word, and finding those chunks means
+ranking every chunk that shares any word. With idf the rare words carry the score, so the chunks
+holding none of them rarely reach the top, and ranking only the chunks holding the rarest words
+loses little (bench/retrieval.py measures it against the same score over every matching chunk).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import psycopg
 
 from twin.query import Where
 
-# The keyword leg ranks the chunks holding the question's rarest words, rarest first, as long as
-# together they are in at most KEYWORD_BUDGET chunks (and always the rarest one), at most
-# KEYWORD_TERMS words; plus the chunks holding every word. The bench measures what this loses.
-KEYWORD_BUDGET = 2000
+# Candidates: the chunks holding every word, plus those holding the question's rarest words, rarest
+# first, as long as together they are in at most KEYWORD_BUDGET chunks (and always the rarest one),
+# at most KEYWORD_TERMS words. Scored: the SCORED_TERMS most informative words (a 10,000-character
+# question has hundreds). Ties: the chunk with fewer distinct words first, then by id.
+KEYWORD_BUDGET = 5000
 KEYWORD_TERMS = 8
+SCORED_TERMS = 32
 _LEXEME = re.compile(r"(!?)'((?:[^']|'')+)'")
 
 
-def query_terms(conn: psycopg.Connection, text: str, where: Where) -> tuple[list[str], list[str], str]:
-    """(informative lexemes, every lexeme, the websearch tsquery) of `text`: user syntax ("quoted
-    phrases", or, -word) through websearch_to_tsquery; informative = the rarest, by chunk_terms."""
+@dataclass(frozen=True)
+class QueryTerms:
+    every: str  # the question as websearch_to_tsquery parses it ("" when it has no words)
+    lexemes: list[str]  # the words found in the searched twins' chunks, rarest first
+    weights: list[float]  # the idf of each lexeme
+    informative: list[str]  # the rarest lexemes, which choose the candidates
+
+
+def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms:
+    """The question's lexemes with their idf over the searched twins: user syntax ("quoted
+    phrases", or, -word) through websearch_to_tsquery; negated words are not scored."""
     twins = "t.twin = %(twin)s" if "twin" in where.params else "TRUE"
     if "scope" in where.params:
         twins += " AND t.twin = ANY(%(scope)s)"
-    rows = conn.execute(  # one round trip: the parsed query and each lexeme's chunk count
-        f"""WITH q AS (SELECT websearch_to_tsquery('english', %(text)s) AS every)
-            SELECT q.every::text, m[1], m[2],
-                   (SELECT sum(t.chunks)::bigint FROM chunk_terms t
-                    WHERE t.lexeme = replace(m[2], '''''', '''') AND {twins})
-            FROM q, regexp_matches(q.every::text, %(pattern)s, 'g') WITH ORDINALITY AS r(m, position)
-            ORDER BY position""",
+    rows = conn.execute(  # one round trip: the parsed query, each lexeme's chunk count, and N
+        f"""WITH q AS (SELECT websearch_to_tsquery('english', %(text)s) AS every),
+                 n AS (SELECT coalesce(sum(t.chunks), 0)::float8 AS chunks FROM chunk_term_totals t WHERE {twins}),
+                 words AS (SELECT m[1] = '!' AS negated, replace(m[2], '''''', '''') AS lexeme, position
+                           FROM q, regexp_matches(q.every::text, %(pattern)s, 'g') WITH ORDINALITY AS r(m, position)),
+                 scored AS (SELECT lexeme, min(position) AS position FROM words
+                            WHERE NOT negated AND lexeme NOT IN (SELECT lexeme FROM words WHERE negated)
+                            GROUP BY lexeme)
+            SELECT q.every::text, s.lexeme, f.df, ln(1 + (n.chunks - f.df + 0.5) / (f.df + 0.5))
+            FROM q CROSS JOIN n LEFT JOIN scored s ON TRUE
+                 LEFT JOIN LATERAL (SELECT sum(t.chunks)::float8 AS df FROM chunk_terms t
+                                    WHERE t.lexeme = s.lexeme AND {twins}) f ON TRUE
+            ORDER BY f.df NULLS LAST, s.lexeme COLLATE "C" """,
         {**where.params, "text": text, "pattern": _LEXEME.pattern}).fetchall()
-    query = rows[0][0] if rows else ""
-    negated = {quoted.replace("''", "'") for _, bang, quoted, _ in rows if bang}
-    lexemes: list[str] = []
-    frequency: dict[str, int] = {}
-    for _, bang, quoted, chunks in rows:
-        lexeme = quoted.replace("''", "'")
-        if not bang and lexeme not in negated and lexeme not in lexemes:
-            lexemes.append(lexeme)
-            frequency[lexeme] = int(chunks or 0)
-    if not lexemes:
-        return [], [], query
-    informative, total = [], 0
-    for lexeme in sorted((lexeme for lexeme in lexemes if frequency.get(lexeme)),
-                         key=lambda lexeme: (frequency[lexeme], lexeme)):
-        if informative and (total + frequency[lexeme] > KEYWORD_BUDGET or len(informative) == KEYWORD_TERMS):
+    every = rows[0][0] if rows else ""
+    found = [(lexeme, float(df), float(idf)) for _, lexeme, df, idf in rows if lexeme is not None and df]
+    found = found[:SCORED_TERMS]
+    informative: list[str] = []
+    total = 0.0
+    for lexeme, df, _ in found:
+        if informative and (total + df > KEYWORD_BUDGET or len(informative) == KEYWORD_TERMS):
             break
         informative.append(lexeme)
-        total += int(frequency[lexeme])
-    return informative, lexemes, query
+        total += df
+    return QueryTerms(every if found else "", [lexeme for lexeme, _, _ in found],
+                      [idf for _, _, idf in found], informative)
 
 
 def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: int) -> list[str]:
-    """Chunk ids by ts_rank_cd against all the question's words, over a bounded candidate set: the
-    chunks holding every word, and the chunks holding its informative words."""
-    informative, lexemes, every = query_terms(conn, text, where)
-    if not informative:
+    """Chunk ids by the idf of the question's words each holds, over the candidates: the chunks
+    holding every word, and the chunks holding its informative words."""
+    terms = query_terms(conn, text, where)
+    if not terms.informative:
         return []
     rows = conn.execute(
-        f"""WITH q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative,
-                              %(ranking)s::tsquery AS ranking),
+        f"""WITH weights AS (SELECT * FROM unnest(%(queries)s::tsquery[], %(weights)s::float8[]) AS w(query, idf)),
+                 q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative),
                  candidates AS (
                      SELECT DISTINCT ON (chunk_id) chunk_id, search_vector FROM (
                          (SELECT chunk_id, search_vector FROM chunks, q
@@ -71,11 +89,17 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
                          (SELECT chunk_id, search_vector FROM chunks, q
                           WHERE {where.sql} AND search_vector @@ q.informative LIMIT %(budget)s)) found
                      ORDER BY chunk_id)
-            SELECT chunk_id::text FROM candidates, q
-            ORDER BY ts_rank_cd(search_vector, q.ranking) DESC, chunk_id LIMIT %(limit)s""",
-        {**where.params, "every": every, "informative": tsquery_any_of(informative), "ranking": tsquery_any_of(lexemes),
+            SELECT chunk_id::text FROM candidates
+            ORDER BY {IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
+        {**where.params, "every": terms.every, "informative": tsquery_any_of(terms.informative),
+         "queries": [tsquery_any_of([lexeme]) for lexeme in terms.lexemes], "weights": terms.weights,
          "budget": KEYWORD_BUDGET, "limit": limit}).fetchall()
     return [row[0] for row in rows]
+
+
+# A chunk's keyword score: the idf of the question's words it holds (rounded so that the sum's order
+# cannot reorder equal scores); `weights` holds one (tsquery, idf) row per scored word.
+IDF_SCORE = "(SELECT round(coalesce(sum(idf), 0)::numeric, 9) FROM weights WHERE search_vector @@ weights.query)"
 
 
 def tsquery_any_of(lexemes: Sequence[str]) -> str:
@@ -84,7 +108,8 @@ def tsquery_any_of(lexemes: Sequence[str]) -> str:
 
 
 def refresh_chunk_terms(conn: psycopg.Connection, twin: str) -> int:
-    """Recount the document frequency of each lexeme over the twin's chunks; returns the lexemes."""
+    """Recount the document frequency of each lexeme over the twin's chunks, and the twin's chunk
+    count; returns the lexemes."""
     with conn.transaction():
         conn.execute("DELETE FROM chunk_terms WHERE twin = %s", (twin,))
         cursor = conn.execute(
@@ -92,5 +117,8 @@ def refresh_chunk_terms(conn: psycopg.Connection, twin: str) -> int:
                SELECT word, %(twin)s, ndoc FROM ts_stat(format('SELECT search_vector FROM chunks WHERE twin = %%L',
                                                                %(twin)s::text))""",
             {"twin": twin})
+        conn.execute(
+            """INSERT INTO chunk_term_totals (twin, chunks) SELECT %(twin)s, count(*) FROM chunks WHERE twin = %(twin)s
+               ON CONFLICT (twin) DO UPDATE SET chunks = excluded.chunks""",
+            {"twin": twin})
     return cursor.rowcount
-

@@ -2,10 +2,12 @@
 -- a vector ranking (HNSW cosine) and a keyword ranking fused with reciprocal rank fusion,
 -- score = sum over both lists of 1 / (60 + rank), so a chunk found by one list only still counts,
 -- and one found by both rises. Each list holds greatest(4 k, 20) chunks.
--- The keyword list ranks with ts_rank_cd against every word of the question, but only over the
--- chunks holding all of its words or its informative ones: the rarest words (by
--- analyst.chunk_terms), rarest first, while together they are in at most 2,000 chunks (always
--- the rarest), at most 8 words. User syntax ("a phrase", or, -word) goes through websearch_to_tsquery.
+-- The keyword list scores each chunk by the idf of the question's words it holds,
+-- idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with df from analyst.chunk_terms and N from
+-- analyst.chunk_term_totals (the 32 rarest words score; ties: fewer distinct words, then id), but
+-- only over the chunks holding all of its words or its informative ones: the rarest words, rarest
+-- first, while together they are in at most 5,000 chunks (always the rarest), at most 8 words.
+-- User syntax ("a phrase", or, -word) goes through websearch_to_tsquery.
 -- psql variables: query_text (words), query_embedding (`twin embed` of the same words),
 -- k (number of rows). To filter, add the same condition (e.g. twin = 'maya-lindqvist') to the
 -- three `FROM analyst.chunks` below.
@@ -13,7 +15,7 @@ SET hnsw.ef_search = 100;
 SET hnsw.iterative_scan = relaxed_order;
 
 WITH settings AS (
-    SELECT greatest(4 * :k, 20) AS candidates, 2000 AS budget, 8 AS max_terms
+    SELECT greatest(4 * :k, 20) AS candidates, 5000 AS budget, 8 AS max_terms, 32 AS scored_terms
 ),
 q AS (
     SELECT websearch_to_tsquery('english', :'query_text') AS every
@@ -26,22 +28,28 @@ lexemes AS (
     SELECT DISTINCT lexeme FROM words
     WHERE NOT negated AND lexeme NOT IN (SELECT lexeme FROM words WHERE negated)
 ),
+total AS (
+    SELECT coalesce(sum(chunks), 0)::float8 AS n FROM analyst.chunk_term_totals
+),
 frequencies AS (
-    SELECT l.lexeme, coalesce(sum(t.chunks), 0) AS df
-    FROM lexemes l LEFT JOIN analyst.chunk_terms t USING (lexeme)
+    SELECT l.lexeme, sum(t.chunks)::float8 AS df
+    FROM lexemes l JOIN analyst.chunk_terms t USING (lexeme)
     GROUP BY l.lexeme
 ),
 ordered AS (
-    SELECT lexeme, row_number() OVER w AS n, sum(df) OVER w AS cumulative
-    FROM frequencies WHERE df > 0
+    SELECT lexeme, df, row_number() OVER w AS n, sum(df) OVER w AS cumulative,
+           ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query
+    FROM frequencies
     WINDOW w AS (ORDER BY df, lexeme COLLATE "C")
+),
+weights AS (
+    SELECT ordered.query, ln(1 + (total.n - ordered.df + 0.5) / (ordered.df + 0.5)) AS idf
+    FROM ordered, total, settings WHERE ordered.n <= settings.scored_terms
 ),
 queries AS (
     SELECT q.every,
-           (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
-            FROM ordered, settings WHERE n = 1 OR (n <= max_terms AND cumulative <= budget))::tsquery AS informative,
-           (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
-            FROM lexemes)::tsquery AS ranking
+           (SELECT string_agg(ordered.query::text, ' | ')
+            FROM ordered, settings WHERE n = 1 OR (n <= max_terms AND cumulative <= budget))::tsquery AS informative
     FROM q
 ),
 semantic AS (
@@ -67,12 +75,14 @@ candidates AS (
     ORDER BY chunk_id
 ),
 keyword AS (
-    SELECT chunk_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank
+    SELECT chunk_id, row_number() OVER (ORDER BY score DESC, words, chunk_id) AS rank
     FROM (
-        SELECT chunk_id, ts_rank_cd(search_vector, queries.ranking) AS score
+        SELECT chunk_id, length(search_vector) AS words,
+               (SELECT round(coalesce(sum(idf), 0)::numeric, 9) FROM weights
+                WHERE candidates.search_vector @@ weights.query) AS score
         FROM candidates, queries
         WHERE queries.informative IS NOT NULL
-        ORDER BY score DESC, chunk_id
+        ORDER BY score DESC, words, chunk_id
         LIMIT (SELECT candidates FROM settings)
     ) matching
 ),
