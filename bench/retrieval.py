@@ -349,11 +349,11 @@ def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.nd
                             {**where.params, "v": vector, "limit": limit}).fetchall()
     terms = keyword_search.query_terms(conn, text, where)
     keyword = conn.execute(
-        f"""WITH weights AS (SELECT * FROM unnest(%(queries)s::tsquery[], %(weights)s::float8[]) AS w(query, idf))
+        f"""WITH term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf))
             SELECT chunk_id::text FROM chunks WHERE {where.sql} AND search_vector @@ %(any)s::tsquery
             ORDER BY {keyword_search.IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
         {**where.params, "any": keyword_search.tsquery_any_of(terms.lexemes), "weights": terms.weights,
-         "queries": [keyword_search.tsquery_any_of([lexeme]) for lexeme in terms.lexemes],
+         "lexemes": terms.lexemes,
          "limit": limit}).fetchall() if terms.lexemes else []
     return [row[0] for row in rows], [row[0] for row in keyword]
 

@@ -202,15 +202,17 @@ def test_hybrid_search_fuses_keyword_and_vector_ranks(
     text = "autovacuum bloat"
     query = encode_queries(embedder, [text])[0]
     semantic = {vectors["ids"][i]: rank for rank, i in enumerate(_exact_top(vectors, query, 20), start=1)}
-    # the keyword leg's score, computed here from scratch over every chunk: the idf of each word held
+    # the keyword leg's score, computed here from scratch over every chunk: BM25 (k1 1.2, no length
+    # normalisation) of the words each holds
     keyword_rows = platform.execute(
         """WITH words AS (SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) lexeme),
                 total AS (SELECT count(*)::float8 AS n FROM chunks),
                 df AS (SELECT w.lexeme, count(*)::float8 AS df FROM words w
                        JOIN chunks c ON c.search_vector @@ quote_literal(w.lexeme)::tsquery GROUP BY w.lexeme)
            SELECT c.chunk_id FROM chunks c,
-                  LATERAL (SELECT sum(ln(1 + (total.n - df.df + 0.5) / (df.df + 0.5))) AS score FROM df, total
-                           WHERE c.search_vector @@ quote_literal(df.lexeme)::tsquery) s
+                  LATERAL (SELECT sum(ln(1 + (total.n - df.df + 0.5) / (df.df + 0.5))
+                                      * cardinality(held.positions) * 2.2 / (cardinality(held.positions) + 1.2)) AS score
+                           FROM unnest(c.search_vector) held JOIN df USING (lexeme), total) s
            WHERE s.score IS NOT NULL
            ORDER BY round(s.score::numeric, 9) DESC, length(c.search_vector), c.chunk_id LIMIT 20""", (text,)).fetchall()
     keyword = {str(row[0]): rank for rank, row in enumerate(keyword_rows, start=1)}

@@ -81,11 +81,15 @@ def test_search_prints_the_filters_it_applied(sample_env: str, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
-def test_every_mode_ranks_the_answering_document_first(sample_env: str, capsys: pytest.CaptureFixture[str],
+def test_every_mode_finds_the_answering_document(sample_env: str, capsys: pytest.CaptureFixture[str],
                                                        mode: str) -> None:
     question, expected_url = QUERIES[0]
     found = _search(capsys, question, "-k", "3", "--mode", mode)
-    assert found["mode"] == mode and found["results"][0]["url"] == expected_url
+    urls = [hit["url"] for hit in found["results"]]
+    assert found["mode"] == mode and expected_url in urls
+    # keyword alone is BM25: "falls behind" is rare in Maya's writing, so her partitioning post, which
+    # says it once, can come first; the fused ranking and the vector one put the bloat guide first
+    assert mode == "keyword" or urls[0] == expected_url
 
 
 @pytest.mark.parametrize("query", ["   \n\t ", "?!... --- ;;", "🙂🎉🔥", "<p>&nbsp;</p>"])

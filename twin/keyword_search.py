@@ -1,5 +1,5 @@
 """The keyword leg of retrieval: each chunk scores the inverse document frequency (idf) of the
-question's words it holds, over a bounded candidate set chosen from the question's rarest words;
+question's words it holds, saturated by how often it holds them (BM25's tf term), over a bounded candidate set chosen from the question's rarest words;
 and the `chunk_terms` / `chunk_term_totals` tables of each lexeme's chunk count that the feature
 pipeline keeps for it.
 
@@ -79,7 +79,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
     if not terms.informative:
         return []
     rows = conn.execute(
-        f"""WITH weights AS (SELECT * FROM unnest(%(queries)s::tsquery[], %(weights)s::float8[]) AS w(query, idf)),
+        f"""WITH term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf)),
                  q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative),
                  candidates AS (
                      SELECT DISTINCT ON (chunk_id) chunk_id, search_vector FROM (
@@ -92,14 +92,18 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
             SELECT chunk_id::text FROM candidates
             ORDER BY {IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
         {**where.params, "every": terms.every, "informative": tsquery_any_of(terms.informative),
-         "queries": [tsquery_any_of([lexeme]) for lexeme in terms.lexemes], "weights": terms.weights,
+         "lexemes": terms.lexemes, "weights": terms.weights,
          "budget": KEYWORD_BUDGET, "limit": limit}).fetchall()
     return [row[0] for row in rows]
 
 
-# A chunk's keyword score: the idf of the question's words it holds (rounded so that the sum's order
-# cannot reorder equal scores); `weights` holds one (tsquery, idf) row per scored word.
-IDF_SCORE = "(SELECT round(coalesce(sum(idf), 0)::numeric, 9) FROM weights WHERE search_vector @@ weights.query)"
+# A chunk's keyword score, BM25's without length normalisation: for each of the question's words it
+# holds, idf x tf (k1 + 1) / (tf + k1), tf = the word's count in the chunk (rounded so that the sum's
+# order cannot reorder equal scores); `term_weights` holds one (lexeme, idf) row per scored word.
+BM25_K1 = 1.2
+IDF_SCORE = f"""(SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * {BM25_K1 + 1}
+                                        / (cardinality(held.positions) + {BM25_K1})), 0)::numeric, 9)
+                 FROM unnest(search_vector) held JOIN term_weights USING (lexeme))"""
 
 
 def tsquery_any_of(lexemes: Sequence[str]) -> str:

@@ -2,8 +2,9 @@
 -- a vector ranking (HNSW cosine) and a keyword ranking fused with reciprocal rank fusion,
 -- score = sum over both lists of 1 / (60 + rank), so a chunk found by one list only still counts,
 -- and one found by both rises. Each list holds greatest(4 k, 20) chunks.
--- The keyword list scores each chunk by the idf of the question's words it holds,
--- idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with df from analyst.chunk_terms and N from
+-- The keyword list scores each chunk by BM25 without length normalisation: for each of the
+-- question's words it holds, idf x tf 2.2 / (tf + 1.2), tf its count in the chunk,
+-- idf = ln(1 + (N - df + 0.5) / (df + 0.5)), with df from analyst.chunk_terms and N from
 -- analyst.chunk_term_totals (the 32 rarest words score; ties: fewer distinct words, then id), but
 -- only over the chunks holding all of its words or its informative ones: the rarest words, rarest
 -- first, while together they are in at most 5,000 chunks (always the rarest), at most 8 words.
@@ -42,8 +43,8 @@ ordered AS (
     FROM frequencies
     WINDOW w AS (ORDER BY df, lexeme COLLATE "C")
 ),
-weights AS (
-    SELECT ordered.query, ln(1 + (total.n - ordered.df + 0.5) / (ordered.df + 0.5)) AS idf
+term_weights AS (
+    SELECT ordered.lexeme, ln(1 + (total.n - ordered.df + 0.5) / (ordered.df + 0.5)) AS idf
     FROM ordered, total, settings WHERE ordered.n <= settings.scored_terms
 ),
 queries AS (
@@ -78,8 +79,9 @@ keyword AS (
     SELECT chunk_id, row_number() OVER (ORDER BY score DESC, words, chunk_id) AS rank
     FROM (
         SELECT chunk_id, length(search_vector) AS words,
-               (SELECT round(coalesce(sum(idf), 0)::numeric, 9) FROM weights
-                WHERE candidates.search_vector @@ weights.query) AS score
+               (SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * 2.2
+                                          / (cardinality(held.positions) + 1.2)), 0)::numeric, 9)
+                FROM unnest(candidates.search_vector) held JOIN term_weights USING (lexeme)) AS score
         FROM candidates, queries
         WHERE queries.informative IS NOT NULL
         ORDER BY score DESC, words, chunk_id
