@@ -171,7 +171,7 @@ def model_chunk_vectors(chunks: list[list[str]], n: int, documents: list[list[st
     """The real model's vectors of the first `n` <= REAL_VECTORS chunks, from the cache that
     `bench/retrieval.py --embed-chunks` fills (bench_chunks' first n chunks are the same at every n);
     None when it is not there, and the chunks get composed vectors."""
-    path = VECTOR_CACHE / f"model-chunks-{REAL_VECTORS}.npy"
+    path = _model_chunks_path(documents)
     if n > REAL_VECTORS or not path.exists():
         return None
     return np.load(path, mmap_mode="r")[:n]
@@ -185,14 +185,20 @@ def embed_chunks(documents: list[list[str]], model_id: str) -> Path:
     VECTOR_CACHE.mkdir(parents=True, exist_ok=True)
     parts = []
     for start in range(0, len(texts), 5000):
-        part = VECTOR_CACHE / f"model-chunks-part-{start}.npy"
+        part = _model_chunks_path(documents).with_suffix(f".part-{start}.npy")
         if not part.exists():
             np.save(part, embedder.encode(texts[start:start + 5000], batch_size=64))
             print(f"embedded chunks {start:,}-{start + 5000:,}", flush=True)
         parts.append(np.load(part))
-    path = VECTOR_CACHE / f"model-chunks-{REAL_VECTORS}.npy"
+    path = _model_chunks_path(documents)
     np.save(path, np.concatenate(parts))
     return path
+
+
+def _model_chunks_path(documents: list[list[str]]) -> Path:
+    """The cache file of the chunk vectors made from exactly these documents (--quick uses fewer)."""
+    digest = hashlib.sha256("\x00".join(sentence for document in documents for sentence in document).encode()).hexdigest()
+    return VECTOR_CACHE / f"model-chunks-{REAL_VECTORS}-{digest[:16]}.npy"
 
 
 def composed_vectors(chunks: list[list[str]], pool_vectors: dict[str, np.ndarray]) -> np.ndarray:
