@@ -2,7 +2,7 @@
 
   (a) latency p50/p95 of the vector, keyword and hybrid rankings, unfiltered and filtered (one twin
       of ten; one twin and one category), rows returned, at 10k / 100k (/ 1M) chunks; the fused
-      top-10's recall against an exhaustive hybrid ranking (exact vector search + the keyword idf score over
+      top-10's recall against an exhaustive hybrid ranking (exact vector search + the keyword BM25 score over
       every chunk sharing a word with the question); load, GIN, term-table and HNSW build times,
       table and index sizes;
   (b) HNSW ef_search against exact search: recall@10 and p50 latency;
@@ -345,7 +345,7 @@ def fused_recall(conn: psycopg.Connection, model_id: str, texts: list[str], vect
 
 def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.ndarray, filters: QueryFilters,
                limit: int) -> tuple[list[str], list[str]]:
-    """Exact vector search (no index) and the keyword leg's idf score over every chunk holding any of
+    """Exact vector search (no index) and the keyword leg's BM25 score over every chunk holding any of
     the scored words."""
     where = where_clause(filters, model_id)
     with conn.transaction():
@@ -495,7 +495,7 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
               "every wait for a CPU; with the load average this run names on 2 cores, a query waits for the "
               "scheduler several times, and the same queries on an idle machine take a fraction of it. The "
               "recall columns compare the fast rankings with exhaustive ones over the same rows (exact vector "
-              "search by a sequential scan; the keyword leg's idf score over every chunk holding any of the question's scored words), "
+              "search by a sequential scan; the keyword leg's BM25 score over every chunk holding any of the question's scored words), "
               "the keyword leg's bounded candidate set being what differs."]
     if 1_000_000 not in measured:
         lines += ["", "1,000,000 chunks: not measured in this run (loading, indexing and an HNSW build of 1M x 384 "
