@@ -357,7 +357,7 @@ def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.nd
     keyword = conn.execute(
         f"""WITH term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf))
             SELECT chunk_id::text FROM chunks WHERE {where.sql} AND search_vector @@ %(any)s::tsquery
-            ORDER BY {keyword_search.IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
+            ORDER BY {keyword_search.BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
         {**where.params, "any": keyword_search.tsquery_any_of(terms.lexemes), "weights": terms.weights,
          "lexemes": terms.lexemes,
          "limit": limit}).fetchall() if terms.lexemes else []

@@ -1,9 +1,9 @@
-"""The keyword leg of retrieval: each chunk scores the inverse document frequency (idf) of the
-question's words it holds, saturated by how often it holds them (BM25's tf term), over a bounded candidate set chosen from the question's rarest words;
-and the `chunk_terms` / `chunk_term_totals` tables of each lexeme's chunk count that the feature
-pipeline keeps for it.
+"""The keyword leg of retrieval: BM25 without length normalisation (each chunk scores the inverse
+document frequency, idf, of the question's words it holds, saturated by how often it holds them)
+over a bounded candidate set chosen from the question's rarest words; and the `chunk_terms` /
+`chunk_term_totals` tables of each lexeme's chunk count that the feature pipeline keeps for it.
 
-Why idf and not `ts_rank_cd`: ts_rank_cd weighs every word alike, so a chunk holding five common
+Why BM25 and not `ts_rank_cd`: ts_rank_cd weighs every word alike, so a chunk holding five common
 words of the question outranks one holding its one rare word, and finding those chunks means
 ranking every chunk that shares any word. With idf the rare words carry the score, so the chunks
 holding none of them rarely reach the top, and ranking only the chunks holding the rarest words
@@ -73,8 +73,8 @@ def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms
 
 
 def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: int) -> list[str]:
-    """Chunk ids by the idf of the question's words each holds, over the candidates: the chunks
-    holding every word, and the chunks holding its informative words."""
+    """Chunk ids by BM25 of the question's words each holds, over the candidates: the chunks holding
+    every word, and the chunks holding its informative words."""
     terms = query_terms(conn, text, where)
     if not terms.informative:
         return []
@@ -90,7 +90,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
                           WHERE {where.sql} AND search_vector @@ q.informative LIMIT %(budget)s)) found
                      ORDER BY chunk_id)
             SELECT chunk_id::text FROM candidates
-            ORDER BY {IDF_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
+            ORDER BY {BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
         {**where.params, "every": terms.every, "informative": tsquery_any_of(terms.informative),
          "lexemes": terms.lexemes, "weights": terms.weights,
          "budget": KEYWORD_BUDGET, "limit": limit}).fetchall()
@@ -101,7 +101,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
 # holds, idf x tf (k1 + 1) / (tf + k1), tf = the word's count in the chunk (rounded so that the sum's
 # order cannot reorder equal scores); `term_weights` holds one (lexeme, idf) row per scored word.
 BM25_K1 = 1.2
-IDF_SCORE = f"""(SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * {BM25_K1 + 1}
+BM25_SCORE = f"""(SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * {BM25_K1 + 1}
                                         / (cardinality(held.positions) + {BM25_K1})), 0)::numeric, 9)
                  FROM unnest(search_vector) held JOIN term_weights USING (lexeme))"""
 
