@@ -167,7 +167,7 @@ def bench_chunks(documents: list[list[str]], n: int, seed: int = 13) -> list[lis
     return chunks
 
 
-def model_chunk_vectors(chunks: list[list[str]], n: int, documents: list[list[str]]) -> np.ndarray | None:
+def model_chunk_vectors(n: int, documents: list[list[str]]) -> np.ndarray | None:
     """The real model's vectors of the first `n` <= REAL_VECTORS chunks, from the cache that
     `bench/retrieval.py --embed-chunks` fills (bench_chunks' first n chunks are the same at every n);
     None when it is not there, and the chunks get composed vectors."""
@@ -296,7 +296,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
 def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray],
          model_id: str) -> None:
     chunks = bench_chunks(documents, n)
-    model_vectors = model_chunk_vectors(chunks, n, documents)
+    model_vectors = model_chunk_vectors(n, documents)
     first = date(2019, 1, 1)
     with conn.transaction():
         for t in range(TWINS):
@@ -355,11 +355,10 @@ def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.nd
                             {**where.params, "v": vector, "limit": limit}).fetchall()
     terms = keyword_search.query_terms(conn, text, where)
     keyword = conn.execute(
-        f"""WITH term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf))
+        f"""WITH {keyword_search.TERM_WEIGHTS}
             SELECT chunk_id::text FROM chunks WHERE {where.sql} AND search_vector @@ %(any)s::tsquery
             ORDER BY {keyword_search.BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
-        {**where.params, "any": keyword_search.tsquery_any_of(terms.lexemes), "weights": terms.weights,
-         "lexemes": terms.lexemes,
+        {**where.params, **terms.score_params(), "any": keyword_search.tsquery_any_of(terms.lexemes),
          "limit": limit}).fetchall() if terms.lexemes else []
     return [row[0] for row in rows], [row[0] for row in keyword]
 

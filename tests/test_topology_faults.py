@@ -37,7 +37,7 @@ def test_mlflow_down_when_a_training_ends_registers_nothing_and_says_what_to_do(
     assert stopped in raised.value.message and "not available" in raised.value.message
     assert "Start the MLflow server" in raised.value.fix
     assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] == 0  # no half-registered version
-    assert (merged / "weights.bin").read_bytes() == b"trained"  # the trained model is kept for a retry
+    assert (merged / "weights.bin").read_bytes() == b"trained"  # registration itself deletes nothing
     # the asset then ends the run: MLflow being down must not replace the training's own error
     note = fail_training_run(settings, run, "TwinError: MLflow is not available")
     assert "no-run" in note and "RUNNING" in note and "mlflow runs delete" in note

@@ -37,6 +37,10 @@ class QueryTerms:
     weights: list[float]  # the idf of each lexeme
     informative: list[str]  # the rarest lexemes, which choose the candidates
 
+    def score_params(self) -> dict[str, object]:
+        """The query parameters of TERM_WEIGHTS."""
+        return {"lexemes": self.lexemes, "weights": self.weights}
+
 
 def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms:
     """The question's lexemes with their idf over the searched twins: user syntax ("quoted
@@ -79,7 +83,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
     if not terms.informative:
         return []
     rows = conn.execute(
-        f"""WITH term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf)),
+        f"""WITH {TERM_WEIGHTS},
                  q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative),
                  candidates AS (
                      SELECT DISTINCT ON (chunk_id) chunk_id, search_vector FROM (
@@ -91,8 +95,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
                      ORDER BY chunk_id)
             SELECT chunk_id::text FROM candidates
             ORDER BY {BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
-        {**where.params, "every": terms.every, "informative": tsquery_any_of(terms.informative),
-         "lexemes": terms.lexemes, "weights": terms.weights,
+        {**where.params, **terms.score_params(), "every": terms.every, "informative": tsquery_any_of(terms.informative),
          "budget": KEYWORD_BUDGET, "limit": limit}).fetchall()
     return [row[0] for row in rows]
 
@@ -101,6 +104,7 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
 # holds, idf x tf (k1 + 1) / (tf + k1), tf = the word's count in the chunk (rounded so that the sum's
 # order cannot reorder equal scores); `term_weights` holds one (lexeme, idf) row per scored word.
 BM25_K1 = 1.2
+TERM_WEIGHTS = "term_weights AS (SELECT * FROM unnest(%(lexemes)s::text[], %(weights)s::float8[]) AS w(lexeme, idf))"
 BM25_SCORE = f"""(SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * {BM25_K1 + 1}
                                         / (cardinality(held.positions) + {BM25_K1})), 0)::numeric, 9)
                  FROM unnest(search_vector) held JOIN term_weights USING (lexeme))"""
