@@ -5,16 +5,21 @@
       top-10's recall against an exhaustive hybrid ranking (exact vector search + the keyword BM25 score over
       every chunk sharing a word with the question); load, GIN, term-table and HNSW build times,
       table and index sizes;
-  (b) HNSW ef_search against exact search: recall@10 and p50 latency;
+  (b) HNSW settings against exact search: recall@10 and p50 latency per ef_search, for the
+      migrations' index (m 16, ef_construction 64) and any other builds `--hnsw m:ef,...` asks for;
   (c) quality on the labelled query set (tests/retrieval_queries.py) on the sample corpus: recall@5
       and MRR@10 for vector, keyword, hybrid and hybrid + self-query.
 
-Benchmark data: the sample corpus's own sentences (80 prose documents, ~3,000 sentences, cleaned
-as the pipeline cleans), recombined into chunks of 2-4 consecutive sentences of one document with
-one sentence swapped for one of another document, so the words are the authors' own. Up to 100k
-chunks each chunk's vector is the real model's own (`--embed-chunks` embeds them once, ~20 min on 2
-idle cores, cached under /tmp/twin-bench-retrieval); above that (1M) it is the normalised sum of the
-real model's vectors of its sentences. The query vectors are the real model's.
+Benchmark data: natural technical English. The sentences of the sample corpus's 80 prose documents
+(~3,000, cleaned as the pipeline cleans) and the plain prose sentences of the docstrings of Python's
+standard library and of the packages the project's virtualenv installs (~64,000 distinct sentences
+in ~14,000 docstrings; `docstring_sentences`), recombined into chunks of 2-4 consecutive sentences
+of one document with one sentence swapped for one of another document. So the words keep a natural
+distribution, and the 1M set repeats a sentence ~45 times, not the ~1,000 times that the sample
+corpus alone would. Up to 100k chunks each chunk's vector is the real model's own (`--embed-chunks`
+embeds them once, ~20 min on 2 idle cores, cached under /tmp/twin-bench-retrieval); above that (1M)
+it is the normalised sum of the real model's vectors of its sentences. The query vectors are the
+real model's. `--quick` uses 12 sample documents only.
 
 Run: .venv/bin/python bench/retrieval.py --embed-chunks (10k and 100k, ~10 min on 2 idle cores
                                                        once the chunk vectors are cached)
@@ -30,10 +35,12 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 chunks, 20 queries, a scratch output file")
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     parser.add_argument("--ef-search", default="40,100,200", help="ef_search values for (b), at the largest scale")
+    parser.add_argument("--hnsw", default="",
+                        help="more HNSW builds m:ef_construction,... at the largest scale, each with the ef_search sweep")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--embed-chunks", action="store_true",
                         help=f"first embed the first {REAL_VECTORS:,} chunks with the real model (cached)")
@@ -86,8 +95,9 @@ def main() -> None:
     server = start_embedded_postgres(embedded_postgres_dir(home))
     figures: dict[str, object] = {"machine": machine(), "quick": args.quick}
     try:
-        sentences = sample_sentences()[: 12 if args.quick else None]
+        sentences = sample_sentences()[:12] if args.quick else sample_sentences() + docstring_sentences()
         pool = sorted({sentence for document in sentences for sentence in document})
+        figures["data"] = {"documents": len(sentences), "sentences": len(pool)}
         pool_vectors = dict(zip(pool, real_vectors(pool, settings.embedding_model), strict=True))
         if args.embed_chunks and not args.quick:
             embed_chunks(sentences, settings.embedding_model)
@@ -98,9 +108,11 @@ def main() -> None:
                                                   n=50 if args.quick else 300)
         figures["scales"] = []
         for n in scales:
-            ef_values = [int(v) for v in args.ef_search.split(",")] if n == scales[-1] else []
+            last = n == scales[-1]
+            ef_values = [int(v) for v in args.ef_search.split(",")] if last else []
+            builds = [tuple(int(v) for v in build.split(":")) for build in args.hnsw.split(",") if build] if last else []
             figures["scales"].append(scale(server, n, sentences, pool_vectors, questions, query_vectors,
-                                           settings.embedding_model, ef_values))
+                                           settings.embedding_model, ef_values, builds))
             print(json.dumps(figures["scales"][-1], indent=1), flush=True)
         if args.quality:
             figures["quality"] = quality_on_sample(server, settings)
@@ -144,6 +156,53 @@ def sample_sentences() -> list[list[str]]:
             sentences = [s for s in split_sentences(prose) if 4 <= len(s.split()) <= 60]
             if len(sentences) >= 4:
                 documents.append(sentences)
+    return documents
+
+
+DOCSTRING_PROSE = re.compile(r"^[A-Z][A-Za-z0-9 ,;:'()\-]+[.]$")  # a plain sentence: no code, no markup
+
+
+def docstring_sentences() -> list[list[str]]:
+    """The prose sentences of the docstrings of Python's standard library and of the packages the
+    project's virtualenv installs (torch, transformers, SQLAlchemy, Dagster, MLflow, pandas, ...):
+    natural technical English with its own word distribution, ~100k distinct sentences, so the 1M set
+    repeats each sentence tens of times instead of the sample corpus's thousand. One document per
+    docstring of at least 3 such sentences; each sentence kept once; tests folders skipped. Cached
+    (parsing takes ~2.5 min), keyed by the installed distributions and their versions."""
+    import ast
+    import importlib.metadata
+    import sysconfig
+
+    roots = sorted({sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]})
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    key = hashlib.sha256("\x00".join([platform.python_version(), *roots, *installed]).encode()).hexdigest()[:16]
+    path = VECTOR_CACHE / f"docstrings-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    documents: list[list[str]] = []
+    seen: set[str] = set()
+    for root in roots:
+        for file in sorted(Path(root).rglob("*.py")):
+            if any("test" in part for part in file.relative_to(root).parts) or \
+                    (root != sysconfig.get_paths()["purelib"] and "site-packages" in file.parts):
+                continue
+            try:
+                tree = ast.parse(file.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+                continue
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                sentences = []
+                for paragraph in (ast.get_docstring(node) or "").split("\n\n"):
+                    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
+                        if DOCSTRING_PROSE.match(sentence) and 4 <= len(sentence.split()) <= 60 and sentence not in seen:
+                            seen.add(sentence)
+                            sentences.append(sentence)
+                if len(sentences) >= 3:
+                    documents.append(sentences)
+    VECTOR_CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(documents), encoding="utf-8")
     return documents
 
 
@@ -246,7 +305,8 @@ def composition_check(documents: list[list[str]], pool_vectors: dict[str, np.nda
 # --- (a) and (b): one scale ----------------------------------------------------------------------
 
 def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray],
-          questions: list[str], query_vectors: np.ndarray, model_id: str, ef_values: list[int]) -> dict[str, object]:
+          questions: list[str], query_vectors: np.ndarray, model_id: str, ef_values: list[int],
+          builds: Sequence[tuple[int, ...]] = ()) -> dict[str, object]:
     url = create_database(server_url, f"bench_{n}")
     Database(url).ensure_schema()
     conn = Database(url).connect()
@@ -287,6 +347,17 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
                                          "min_rows": min(returned)}
         result[f"recall {label}"] = fused_recall(conn, model_id, texts, query_vectors, filters, limit)
     result["ef_search"] = [ef_sweep(conn, query_vectors, ef) for ef in ef_values]
+    result["builds"] = []
+    for m, ef_construction in builds:  # other HNSW settings: build time, size and the same sweep
+        conn.execute("DROP INDEX chunks_embedding_hnsw")
+        started = time.perf_counter()
+        conn.execute(f"CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+                     f"WITH (m = {m}, ef_construction = {ef_construction})")
+        result["builds"].append({
+            "m": m, "ef_construction": ef_construction, "build_s": round(time.perf_counter() - started, 1),
+            "size": conn.execute("SELECT pg_size_pretty(pg_relation_size('chunks_embedding_hnsw'))").fetchone()[0],
+            "ef_search": [ef_sweep(conn, query_vectors, ef) for ef in ef_values]})
+        print(json.dumps(result["builds"][-1]), flush=True)
     conn.close()
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE "bench_{n}"')
@@ -452,8 +523,11 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
              f"ef_construction=64, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
              f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {keyword_search.KEYWORD_BUDGET} "
              f"chunks / {keyword_search.KEYWORD_TERMS} words, {keyword_search.SCORED_TERMS} scored words.", "",
-             "Data: the sample corpus's own sentences recombined (2-4 consecutive sentences of one document, one "
-             "swapped for another document's), 10 twins x 3 categories; chunk vectors: the real model's own "
+             f"Data: natural technical English, {figures['data']['sentences']:,} distinct sentences in "
+             f"{figures['data']['documents']:,} documents (the sample corpus's prose and the plain sentences of the "
+             "docstrings of Python's standard library and the virtualenv's packages), recombined (2-4 consecutive "
+             "sentences of one document, one swapped for another document's), 10 twins x 3 categories; chunk "
+             "vectors: the real model's own "
              f"for the sets up to {REAL_VECTORS:,} chunks (`--embed-chunks`, cached), above that the normalised sum "
              "of the real model's sentence vectors; query vectors from the real model. "]
     composition = figures["composition"]
@@ -476,9 +550,15 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
                      f"{s['hnsw_build_s']} s | {sizes['table']} / {sizes['hnsw']} / {sizes['gin']} |")
     for s in figures["scales"]:  # type: ignore[union-attr]
         if s["ef_search"]:
-            lines += ["", f"**(b) HNSW ef_search at {s['chunks']:,} chunks** (m=16, ef_construction=64; recall@10 "
-                      "against exact search, unfiltered):", "", "| ef_search | recall@10 | p50 |", "|---|---|---|"]
-            lines += [f"| {row['ef_search']} | {row['recall@10']} | {row['p50_ms']} ms |" for row in s["ef_search"]]
+            lines += ["", f"**(b) HNSW settings at {s['chunks']:,} chunks** (recall@10 against exact search, "
+                      "unfiltered; the first build is the one in the migrations and in (a)):", "",
+                      "| m | ef_construction | build | index size | ef_search | recall@10 | p50 |",
+                      "|---|---|---|---|---|---|---|"]
+            builds = [{"m": 16, "ef_construction": 64, "build_s": s["hnsw_build_s"], "size": s["sizes"]["hnsw"],
+                       "ef_search": s["ef_search"]}, *s.get("builds", [])]
+            for build in builds:
+                lines += [f"| {build['m']} | {build['ef_construction']} | {build['build_s']} s | {build['size']} | "
+                          f"{row['ef_search']} | {row['recall@10']} | {row['p50_ms']} ms |" for row in build["ef_search"]]
     if "quality" in figures:
         quality = figures["quality"]
         lines += ["", "**(c) Quality on the labelled query set** (`tests/retrieval_queries.py`: questions written by "

@@ -22,4 +22,4 @@ def test_the_retrieval_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
     assert "## Retrieval (`bench/retrieval.py`" in report
     rows = [line for line in report.splitlines() if line.startswith("| 2,000 |")]
     assert len(rows) == 3 + 1  # three filters, one build row
-    assert "**(b) HNSW ef_search at 2,000 chunks**" in report
+    assert "**(b) HNSW settings at 2,000 chunks**" in report

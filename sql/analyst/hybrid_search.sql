@@ -7,7 +7,9 @@
 -- idf = ln(1 + (N - df + 0.5) / (df + 0.5)), with df from analyst.chunk_terms and N from
 -- analyst.chunk_term_totals (the 32 rarest words score; ties: fewer distinct words, then id), but
 -- only over the chunks holding all of its words or its informative ones: the rarest words, rarest
--- first, while together they are in at most 5,000 chunks (always the rarest), at most 8 words.
+-- first, while together they are in at most 5,000 chunks (always the rarest), at most 8 words;
+-- and of those only the 400 with the highest idf sum of the words they hold (BM25 with every
+-- count 1: a lower bound of BM25, and 1 / 2.2 of an upper one) get the full BM25.
 -- User syntax ("a phrase", or, -word) goes through websearch_to_tsquery.
 -- psql variables: query_text (words), query_embedding (`twin embed` of the same words),
 -- k (number of rows). To filter, add the same condition (e.g. twin = 'maya-lindqvist') to the
@@ -16,7 +18,8 @@ SET hnsw.ef_search = 100;
 SET hnsw.iterative_scan = relaxed_order;
 
 WITH settings AS (
-    SELECT greatest(4 * :k, 20) AS candidates, 5000 AS budget, 8 AS max_terms, 32 AS scored_terms
+    SELECT greatest(4 * :k, 20) AS candidates, 5000 AS budget, 8 AS max_terms, 32 AS scored_terms,
+           greatest(400, 4 * :k, 20) AS rescored
 ),
 q AS (
     SELECT websearch_to_tsquery('english', :'query_text') AS every
@@ -44,7 +47,7 @@ ordered AS (
     WINDOW w AS (ORDER BY df, lexeme COLLATE "C")
 ),
 term_weights AS (
-    SELECT ordered.lexeme, ln(1 + (total.n - ordered.df + 0.5) / (ordered.df + 0.5)) AS idf
+    SELECT ordered.lexeme, ordered.query, ln(1 + (total.n - ordered.df + 0.5) / (ordered.df + 0.5)) AS idf
     FROM ordered, total, settings WHERE ordered.n <= settings.scored_terms
 ),
 queries AS (
@@ -64,16 +67,20 @@ semantic AS (
     ) nearest
 ),
 candidates AS (
-    SELECT DISTINCT ON (chunk_id) chunk_id, search_vector FROM (
-        (SELECT chunk_id, search_vector FROM analyst.chunks, queries
-         WHERE embedding IS NOT NULL AND search_vector @@ queries.every
-         LIMIT (SELECT budget FROM settings))
-        UNION ALL
-        (SELECT chunk_id, search_vector FROM analyst.chunks, queries
-         WHERE embedding IS NOT NULL AND search_vector @@ queries.informative
-         LIMIT (SELECT budget FROM settings))
-    ) found
-    ORDER BY chunk_id
+    (SELECT chunk_id, search_vector FROM analyst.chunks, queries
+     WHERE embedding IS NOT NULL AND search_vector @@ queries.every
+     LIMIT (SELECT budget FROM settings))
+    UNION
+    (SELECT chunk_id, search_vector FROM analyst.chunks, queries
+     WHERE embedding IS NOT NULL AND search_vector @@ queries.informative
+     LIMIT (SELECT budget FROM settings))
+),
+bounded AS (
+    SELECT chunk_id, search_vector FROM candidates
+    ORDER BY (SELECT round(coalesce(sum(term_weights.idf), 0)::numeric, 9) FROM term_weights
+              WHERE candidates.search_vector @@ term_weights.query) DESC,
+             length(search_vector), chunk_id
+    LIMIT (SELECT rescored FROM settings)
 ),
 keyword AS (
     SELECT chunk_id, row_number() OVER (ORDER BY score DESC, words, chunk_id) AS rank
@@ -81,8 +88,8 @@ keyword AS (
         SELECT chunk_id, length(search_vector) AS words,
                (SELECT round(coalesce(sum(term_weights.idf * cardinality(held.positions) * 2.2
                                           / (cardinality(held.positions) + 1.2)), 0)::numeric, 9)
-                FROM unnest(candidates.search_vector) held JOIN term_weights USING (lexeme)) AS score
-        FROM candidates, queries
+                FROM unnest(bounded.search_vector) held JOIN term_weights USING (lexeme)) AS score
+        FROM bounded, queries
         WHERE queries.informative IS NOT NULL
         ORDER BY score DESC, words, chunk_id
         LIMIT (SELECT candidates FROM settings)
