@@ -29,6 +29,8 @@ from twin.errors import TwinError
 STATE_FILE = "topology.json"
 BUCKET = "twin-artifacts"
 SERVICES = ("postgres", "s3", "mlflow", "code-server", "webserver", "daemon", "model", "rag")
+# queued runs wait out a code-server outage of up to 30 x 10 s (a restart takes 10-25 s here)
+CODE_SERVER_OUTAGE_RETRIES = {"max_user_code_failure_retries": 30, "user_code_failure_retry_delay": 10}
 
 
 @dataclass
@@ -116,9 +118,9 @@ def restart(root: Path, name: str, wait_s: float = 600) -> Topology:
     state file gets its new process id). Postgres keeps its data; moto's S3 starts empty (the
     bucket is created again). Stopping the code server stops the runs it is executing: with the
     default run launcher they are its child processes."""
-    topology = Topology.load(root.resolve())
     if name not in SERVICES:
         raise TwinError(f"Unknown topology service {name!r}.", f"name one of: {', '.join(SERVICES)}")
+    topology = Topology.load(root.resolve())
     _stop(topology, name)
     _start(topology, name, wait_s)
     topology.save()
@@ -208,12 +210,14 @@ def _start_mlflow(topology: Topology, wait_s: float) -> None:
 
 
 def _write_dagster_files(topology: Topology) -> None:
-    """The instance on Postgres; runs queued, at most max_concurrent_runs at once and one per twin."""
+    """The instance on Postgres; runs queued, at most max_concurrent_runs at once and one per twin.
+    A run dequeued while the code server is unreachable (restarting) goes back into the queue
+    instead of failing (Dagster's default fails it)."""
     topology.dagster_home.mkdir(exist_ok=True)
     instance = {
         "storage": {"postgres": {"postgres_url": {"env": "TWIN_DAGSTER_PG_URL"}}},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": {"dequeue_interval_seconds": 2}},
+                            "config": {"dequeue_interval_seconds": 2, **CODE_SERVER_OUTAGE_RETRIES}},
         "concurrency": {
             "pools": {"default_limit": 1},  # the `training` pool: one fine-tune at a time
             "runs": {"max_concurrent_runs": topology.max_concurrent_runs, "tag_concurrency_limits": [
