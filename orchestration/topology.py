@@ -29,6 +29,8 @@ from twin.errors import TwinError
 STATE_FILE = "topology.json"
 BUCKET = "twin-artifacts"
 SERVICES = ("postgres", "s3", "mlflow", "code-server", "webserver", "daemon", "model", "rag")
+# queued runs wait out a code-server outage of up to 30 x 10 s (a restart takes 10-25 s here)
+CODE_SERVER_OUTAGE_RETRIES = {"max_user_code_failure_retries": 30, "user_code_failure_retry_delay": 10}
 
 
 @dataclass
@@ -98,21 +100,29 @@ def up(root: Path, max_concurrent_runs: int = 2, wait_s: float = 600) -> Topolog
     topology.ports = {name: _free_port() for name in SERVICES}
     topology.password = secrets.token_urlsafe(18)
     try:
-        _timed(topology, "postgres", lambda: _start_postgres(topology))
-        topology.save()
-        _timed(topology, "s3", lambda: _start_s3(topology, wait_s))
-        _timed(topology, "mlflow", lambda: _start_mlflow(topology, wait_s))
-        _write_dagster_files(topology)
-        _timed(topology, "code-server", lambda: _start_code_server(topology, wait_s))
-        _timed(topology, "webserver", lambda: _start_webserver(topology, wait_s))
-        _timed(topology, "daemon", lambda: _spawn(topology, "daemon", [
-            str(topology.bin / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")]))
-        for role in ("model", "rag"):
-            _timed(topology, role, lambda role=role: _start_serving(topology, role, wait_s))
+        for name in SERVICES:
+            if name == "code-server":
+                _write_dagster_files(topology)
+            _timed(topology, name, lambda name=name: _start(topology, name, wait_s))
+            topology.save()
     except BaseException:
         topology.save()
         down(root)
         raise
+    topology.save()
+    return topology
+
+
+def restart(root: Path, name: str, wait_s: float = 600) -> Topology:
+    """Stop one service and start it again on the same port with the same configuration (the
+    state file gets its new process id). Postgres keeps its data; moto's S3 starts empty (the
+    bucket is created again). Stopping the code server stops the runs it is executing: with the
+    default run launcher they are its child processes."""
+    if name not in SERVICES:
+        raise TwinError(f"Unknown topology service {name!r}.", f"name one of: {', '.join(SERVICES)}")
+    topology = Topology.load(root.resolve())
+    _stop(topology, name)
+    _start(topology, name, wait_s)
     topology.save()
     return topology
 
@@ -122,37 +132,64 @@ def down(root: Path) -> list[str]:
     topology = Topology.load(root.resolve())
     stopped = []
     for name in reversed(SERVICES):
-        pid = topology.pids.get(name)
-        if name == "postgres":
-            if (topology.root / "pgdata" / "postmaster.pid").exists():
-                _pg("pg_ctl", "-D", str(topology.root / "pgdata"), "-m", "fast", "-w", "stop", check=False)
-                stopped.append(name)
-            continue
-        if pid is not None and _terminate(pid):
+        if _stop(topology, name):
             stopped.append(name)
     (topology.root / STATE_FILE).unlink()
     return stopped
 
 
+def _start(topology: Topology, name: str, wait_s: float) -> None:
+    if name == "postgres":
+        _start_postgres(topology)
+    elif name == "s3":
+        _start_s3(topology, wait_s)
+    elif name == "mlflow":
+        _start_mlflow(topology, wait_s)
+    elif name == "code-server":
+        _start_code_server(topology, wait_s)
+    elif name == "webserver":
+        _start_webserver(topology, wait_s)
+    elif name == "daemon":
+        _spawn(topology, "daemon", [str(topology.bin / "dagster-daemon"), "run", "-w", str(topology.root / "workspace.yaml")])
+    else:
+        _start_serving(topology, name, wait_s)
+
+
+def _stop(topology: Topology, name: str) -> bool:
+    """Postgres with pg_ctl (fast: open sessions are ended), the others by process group. Returns
+    whether something was running."""
+    if name == "postgres":
+        if not (topology.root / "pgdata" / "postmaster.pid").exists():
+            return False
+        _pg("pg_ctl", "-D", str(topology.root / "pgdata"), "-m", "fast", "-w", "stop", check=False)
+        return True
+    pid = topology.pids.get(name)
+    return pid is not None and _terminate(pid)
+
+
 # --- the services -----------------------------------------------------------------------------
 
 def _start_postgres(topology: Topology) -> None:
-    """initdb with SCRAM passwords, then a server on 127.0.0.1 only; databases twin, dagster, mlflow."""
+    """initdb with SCRAM passwords (the first time), then a server on 127.0.0.1 only; databases
+    twin, dagster, mlflow (created the first time)."""
     pgdata, sockets = topology.root / "pgdata", topology.root / "pgsock"
-    sockets.mkdir(exist_ok=True)
-    pwfile = topology.root / "pgpass.tmp"
-    pwfile.write_text(topology.password, encoding="utf-8")
-    _share_with_postgres_user(topology.root, [pgdata, sockets, pwfile])
-    try:
-        _pg("initdb", "--auth=scram-sha-256", "--encoding=utf8", "-U", "postgres", f"--pwfile={pwfile}", "-D", str(pgdata))
-    finally:
-        pwfile.unlink()
+    first_time = not (pgdata / "PG_VERSION").exists()
+    if first_time:
+        sockets.mkdir(exist_ok=True)
+        pwfile = topology.root / "pgpass.tmp"
+        pwfile.write_text(topology.password, encoding="utf-8")
+        _share_with_postgres_user(topology.root, [pgdata, sockets, pwfile])
+        try:
+            _pg("initdb", "--auth=scram-sha-256", "--encoding=utf8", "-U", "postgres", f"--pwfile={pwfile}", "-D", str(pgdata))
+        finally:
+            pwfile.unlink()
     _pg("pg_ctl", "-D", str(pgdata), "-l", str(topology.root / "logs" / "postgres.log"), "-w", "-o",
         f"-p {topology.ports['postgres']} -c listen_addresses=127.0.0.1 -k {sockets}", "start")
     topology.pids["postgres"] = int((pgdata / "postmaster.pid").read_text().split()[0])
-    with psycopg.connect(topology.url("postgres"), autocommit=True) as conn:
-        for database in ("twin", "dagster", "mlflow"):
-            conn.execute(f'CREATE DATABASE "{database}"')
+    if first_time:
+        with psycopg.connect(topology.url("postgres"), autocommit=True) as conn:
+            for database in ("twin", "dagster", "mlflow"):
+                conn.execute(f'CREATE DATABASE "{database}"')
 
 
 def _start_s3(topology: Topology, wait_s: float) -> None:
@@ -173,12 +210,14 @@ def _start_mlflow(topology: Topology, wait_s: float) -> None:
 
 
 def _write_dagster_files(topology: Topology) -> None:
-    """The instance on Postgres; runs queued, at most max_concurrent_runs at once and one per twin."""
+    """The instance on Postgres; runs queued, at most max_concurrent_runs at once and one per twin.
+    A run dequeued while the code server is unreachable (restarting) goes back into the queue
+    instead of failing (Dagster's default fails it)."""
     topology.dagster_home.mkdir(exist_ok=True)
     instance = {
         "storage": {"postgres": {"postgres_url": {"env": "TWIN_DAGSTER_PG_URL"}}},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": {"dequeue_interval_seconds": 2}},
+                            "config": {"dequeue_interval_seconds": 2, **CODE_SERVER_OUTAGE_RETRIES}},
         "concurrency": {
             "pools": {"default_limit": 1},  # the `training` pool: one fine-tune at a time
             "runs": {"max_concurrent_runs": topology.max_concurrent_runs, "tag_concurrency_limits": [

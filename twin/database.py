@@ -100,6 +100,9 @@ class Database:
         """A pooled connection: returned to the pool when the block leaves it idle and healthy."""
         with self._pool_lock:
             conn = self._pool.pop() if self._pool else None
+        if conn is not None and not _responds(conn):
+            conn.close()  # the server restarted (or ended it) while it sat in the pool
+            conn = None
         if conn is None or conn.closed:
             conn = self.connect()
         healthy = True
@@ -307,6 +310,15 @@ def _require_pgvector(conn: psycopg.Connection) -> None:
             "upgrade the vector extension on the server.",
         )
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+
+def _responds(conn: psycopg.Connection) -> bool:
+    """Whether an idle pooled (autocommit) connection still reaches its server: one round trip."""
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _redact(url: str) -> str:

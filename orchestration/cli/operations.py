@@ -62,8 +62,10 @@ def add_operations_commands(commands: argparse._SubParsersAction) -> None:  # ty
     command.set_defaults(run=cmd_api_keys)
 
     command = commands.add_parser("topology", help="start or stop the production topology on this machine (deploy/)")
-    command.add_argument("action", choices=["up", "down", "status"])
+    command.add_argument("action", choices=["up", "down", "status", "restart"])
     command.add_argument("root", type=Path, help="folder for its data, logs and process ids")
+    command.add_argument("service", nargs="?", help="restart: the service to stop and start again (postgres, s3, mlflow, "
+                                                    "code-server, webserver, daemon, model, rag)")
     command.add_argument("--max-concurrent-runs", type=int, default=2)
     command.set_defaults(run=cmd_topology)
 
@@ -253,6 +255,12 @@ def cmd_topology(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stop with: twin topology down {args.root}")
     elif args.action == "down":
         print("stopped: " + ", ".join(topology.down(args.root)))
+    elif args.action == "restart":
+        if args.service is None:
+            raise TwinError("`twin topology restart` needs the service to restart.",
+                            f"name one: twin topology restart {args.root} {' | '.join(topology.SERVICES)}")
+        restarted = topology.restart(args.root, args.service)
+        print(f"{args.service:<12} pid {restarted.pids[args.service]:<8} port {restarted.ports[args.service]:<6} restarted")
     else:
         state = topology.Topology.load(args.root.resolve())
         for name, pid in state.pids.items():
