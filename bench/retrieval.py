@@ -113,7 +113,6 @@ def main() -> None:
             builds = [tuple(int(v) for v in build.split(":")) for build in args.hnsw.split(",") if build] if last else []
             figures["scales"].append(scale(server, n, sentences, pool_vectors, questions, query_vectors,
                                            settings.embedding_model, ef_values, builds))
-            print(json.dumps(figures["scales"][-1], indent=1), flush=True)
         if args.quality:
             figures["quality"] = quality_on_sample(server, settings)
     finally:
@@ -347,6 +346,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
                                          "min_rows": min(returned)}
         result[f"recall {label}"] = fused_recall(conn, model_id, texts, query_vectors, filters, limit)
     result["ef_search"] = [ef_sweep(conn, query_vectors, ef) for ef in ef_values]
+    print(json.dumps(result, indent=1), flush=True)
     result["builds"] = []
     for m, ef_construction in builds:  # other HNSW settings: build time, size and the same sweep
         conn.execute("DROP INDEX chunks_embedding_hnsw")

@@ -59,8 +59,9 @@ def test_rag_role_with_the_model_service_down_says_so(twin_home: Path, sample_da
     config = serving_config(backend="remote", model_endpoint="http://127.0.0.1:9")
     with TestClient(create_app(serving_settings(twin_home, sample_database), config, role="rag")) as client:
         response = client.post("/v1/rag", json={"query": "What is bloat?", "twin": "maya-lindqvist"})
-        assert response.status_code == 502
-        assert "is unreachable" in response.json()["error"]["message"]
+        assert response.status_code == 503
+        message = response.json()["error"]["message"]
+        assert "The model service http://127.0.0.1:9 is unreachable" in message and "twin serve --role model" in message
         assert client.app.state.runtime.gate.inside == 0
 
 

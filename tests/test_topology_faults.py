@@ -9,7 +9,7 @@ service a separate process) is started for the module and hurt one service at a 
      stopped server's URL (no training needed; last test, no topology).
  (e) the model service down while the RAG service is up is
      tests/test_serving_roles.py::test_rag_role_with_the_model_service_down_says_so: at once, not a
-     hang, naming the endpoint and `twin serve --role model`, with status 502 (Bad Gateway).
+     hang, naming the endpoint and `twin serve --role model`, with status 503.
 Slow: 6 min 50 s on 2 cores (start-up 71 s, then six feature runs through the daemon)."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fastapi import Request
 
 from serving.api.errors import ApiError
 from serving.api.runtime import Runtime, Ticket
-from serving.backends.base import PromptTooLong
+from serving.backends.base import ModelServiceUnavailable, PromptTooLong
 from serving.rag import PreparedRequest
 from twin.errors import TwinError
 
@@ -169,6 +169,8 @@ async def complete(runtime: Runtime, prepared: PreparedRequest, ticket: Ticket, 
         raise ApiError(504, str(outcome.error), "timeout") from None
     except PromptTooLong as error:
         raise ApiError(400, f"{error.message} Fix: {error.fix}", param="max_tokens") from error
+    except ModelServiceUnavailable as error:
+        raise ApiError(503, f"{error.message} Fix: {error.fix}", "model_service_unavailable") from error
     except TwinError as error:
         raise ApiError(502, f"{error.message} Fix: {error.fix}", "generation_error") from error
     finally:

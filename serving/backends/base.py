@@ -19,6 +19,10 @@ class PromptTooLong(TwinError):
     """The prompt plus max_tokens does not fit the model's window (a 400, not a server error)."""
 
 
+class ModelServiceUnavailable(TwinError):
+    """The remote model service cannot be reached (a 503 that names it, not a hang)."""
+
+
 class HuggingFaceTokenizer:
     """Prompt rendering and token counting with the model's own Hugging Face tokenizer and chat
     template; shared by the local backends (transformers, ExLlamaV2), which set `self.tokenizer`."""

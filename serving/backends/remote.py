@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from serving.backends.base import Message
+from serving.backends.base import Message, ModelServiceUnavailable
 from twin.errors import TwinError
 
 CHARS_PER_TOKEN = 4  # the remote model's tokenizer is not here; budgets use this estimate
@@ -66,6 +66,11 @@ class RemoteBackend:
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise ModelServiceUnavailable(
+                f"The model service {self.endpoint} is unreachable ({type(error).__name__}: {error}).",
+                "start `twin serve --role model` there, or correct TWIN_MODEL_ENDPOINT.",
+            ) from error
         except httpx.HTTPError as error:
             raise TwinError(
                 f"The model endpoint {self.endpoint} is unreachable ({type(error).__name__}: {error}).",
