@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.report import replace_section  # noqa: E402
-from twin import keyword_search, retrieval  # noqa: E402
+from twin import keyword_search, maintenance, retrieval  # noqa: E402
 from twin.chunking import split_sentences  # noqa: E402
 from twin.cleaning import clean_prose  # noqa: E402
 from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
@@ -324,8 +324,9 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
     result["term_table_s"] = round(time.perf_counter() - started, 1)
     conn.execute("SET maintenance_work_mem = '4GB'")
     started = time.perf_counter()
-    conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+    conn.execute(maintenance.VECTOR_INDEX_SQL)
     result["hnsw_build_s"] = round(time.perf_counter() - started, 1)
+    result["hnsw"] = {"m": maintenance.HNSW_M, "ef_construction": maintenance.HNSW_EF_CONSTRUCTION}
     conn.execute("VACUUM ANALYZE chunks")
     result["sizes"] = dict(zip(("table", "hnsw", "gin"), conn.execute(
         """SELECT pg_size_pretty(pg_table_size('chunks')), pg_size_pretty(pg_relation_size('chunks_embedding_hnsw')),
@@ -520,10 +521,12 @@ def _best_similarity(conn: psycopg.Connection, embedder, question: str) -> float
 # --- report --------------------------------------------------------------------------------------
 
 def write_report(path: Path, figures: dict[str, object]) -> None:
+    hnsw_builds = "; ".join(f"m={s['hnsw']['m']}, ef_construction={s['hnsw']['ef_construction']} at {s['chunks']:,}"  # type: ignore[index]
+                            for s in figures["scales"])  # type: ignore[union-attr]
     lines = [f"## Retrieval (`bench/retrieval.py`, {date.today().isoformat()})", "",
              f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU ({figures['machine']}; the load average "
-             f"says whether other work shared the cores); embedded PostgreSQL 18 + pgvector 0.8, HNSW m=16, "
-             f"ef_construction=64, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
+             f"says whether other work shared the cores); embedded PostgreSQL 18 + pgvector 0.8, HNSW "
+             f"{hnsw_builds}, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
              f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {keyword_search.KEYWORD_BUDGET} "
              f"chunks / {keyword_search.KEYWORD_TERMS} words, {keyword_search.SCORED_TERMS} scored words, the "
              f"{keyword_search.RESCORED} best candidates by idf sum rescored by BM25.", "",
@@ -558,8 +561,8 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
                       "unfiltered; the first build is the one in the migrations and in (a)):", "",
                       "| m | ef_construction | build | index size | ef_search | recall@10 | p50 |",
                       "|---|---|---|---|---|---|---|"]
-            builds = [{"m": 16, "ef_construction": 64, "build_s": s["hnsw_build_s"], "size": s["sizes"]["hnsw"],
-                       "ef_search": s["ef_search"]}, *s.get("builds", [])]
+            builds = [{"m": s["hnsw"]["m"], "ef_construction": s["hnsw"]["ef_construction"], "build_s": s["hnsw_build_s"],
+                       "size": s["sizes"]["hnsw"], "ef_search": s["ef_search"]}, *s.get("builds", [])]
             for build in builds:
                 lines += [f"| {build['m']} | {build['ef_construction']} | {build['build_s']} s | {build['size']} | "
                           f"{row['ef_search']} | {row['recall@10']} | {row['p50_ms']} ms |" for row in build["ef_search"]]

@@ -183,6 +183,8 @@ def test_a_768d_model_against_the_384d_column_is_refused_and_writes_nothing(
         analyst_could_read = conn.execute("SELECT has_table_privilege('twin_analyst', 'analyst.chunks', 'SELECT')").fetchone()[0]
 
         set_embedding_column_dimension(conn, 768)  # the documented fix: resize, then re-run
+        index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'").fetchone()[0]
+        assert "WITH (m='24', ef_construction='128')" in index  # rebuilt as migration 013 builds it
         assert pipeline.run("ada-byte", model=wide_model).success
         assert conn.execute("SELECT DISTINCT vector_dims(embedding) FROM chunks").fetchall() == [(768,)]
         # views over the column (the analyst views, dbt's, anyone's) come back with comments and grants

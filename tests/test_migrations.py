@@ -20,7 +20,7 @@ def test_migrate_builds_a_fresh_database_and_creates_the_indexes(conn: psycopg.C
             "import_rejections", "schema_migrations"} <= tables
     indexes = {row[0]: row[1] for row in conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'")}
-    assert "USING hnsw (embedding vector_cosine_ops)" in indexes["chunks_embedding_hnsw"]
+    assert "USING hnsw (embedding vector_cosine_ops) WITH (m='24', ef_construction='128')" in indexes["chunks_embedding_hnsw"]
     assert "USING gin (search_vector)" in indexes["chunks_search_vector"]
     dimension = conn.execute(
         "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"

@@ -8,6 +8,7 @@ import psycopg
 
 from twin.database import quote_literal
 from twin.errors import TwinError
+from twin.maintenance import VECTOR_INDEX_SQL
 
 
 def embedding_column_dimension(conn: psycopg.Connection) -> int:
@@ -31,9 +32,7 @@ def set_embedding_column_dimension(conn: psycopg.Connection, dimension: int) -> 
             f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)}) USING NULL"
         )
         conn.execute("UPDATE chunks SET embedding_model = NULL, embedded_at = NULL")
-        conn.execute(
-            "CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
-        )
+        conn.execute(VECTOR_INDEX_SQL)
         for view in views:
             view.recreate(conn)
 

@@ -15,6 +15,11 @@ import psycopg
 from twin.errors import TwinError
 
 VECTOR_INDEX = "chunks_embedding_hnsw"
+# The index as migration 013 builds it (m and ef_construction measured in bench/retrieval.py); what
+# recreating it anywhere else (a new embedding dimension, the benchmark) runs.
+HNSW_M, HNSW_EF_CONSTRUCTION = 24, 128
+VECTOR_INDEX_SQL = (f"CREATE INDEX {VECTOR_INDEX} ON chunks USING hnsw (embedding vector_cosine_ops) "
+                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
 
 
 @dataclass(frozen=True)
