@@ -558,7 +558,7 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
     for s in figures["scales"]:  # type: ignore[union-attr]
         if s["ef_search"]:
             lines += ["", f"**(b) HNSW settings at {s['chunks']:,} chunks** (recall@10 against exact search, "
-                      "unfiltered; the first build is the one in the migrations and in (a)):", "",
+                      "unfiltered; the first build is the one (a) measured):", "",
                       "| m | ef_construction | build | index size | ef_search | recall@10 | p50 |",
                       "|---|---|---|---|---|---|---|"]
             builds = [{"m": s["hnsw"]["m"], "ef_construction": s["hnsw"]["ef_construction"], "build_s": s["hnsw_build_s"],

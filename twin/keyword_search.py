@@ -89,7 +89,8 @@ def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: in
         f"""WITH {TERM_WEIGHTS},
                  q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative),
                  candidates AS (
-                     SELECT chunk_id, search_vector FROM chunks, q WHERE {where.sql} AND search_vector @@ q.every
+                     (SELECT chunk_id, search_vector FROM chunks, q
+                      WHERE {where.sql} AND search_vector @@ q.every LIMIT %(budget)s)
                      UNION
                      (SELECT chunk_id, search_vector FROM chunks, q
                       WHERE {where.sql} AND search_vector @@ q.informative LIMIT %(budget)s)),
