@@ -25,6 +25,8 @@ Run: .venv/bin/python bench/retrieval.py --embed-chunks (10k and 100k, ~10 min o
                                                        once the chunk vectors are cached)
      .venv/bin/python bench/retrieval.py --scales 10000,100000,1000000
      .venv/bin/python bench/retrieval.py --quick        (2k chunks, < 60 s, writes a scratch file)
+     .venv/bin/python bench/retrieval.py --keyword-only --scales 100000,1000000
+                                  (the keyword leg alone, no vectors: its own section, ~10 min)
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from twin.chunking import split_sentences  # noqa: E402
 from twin.cleaning import clean_prose  # noqa: E402
 from twin.database import Database, embedded_postgres_dir, start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from twin.embedding import load_embedder  # noqa: E402
-from twin.query import QueryFilters, clean_query, where_clause  # noqa: E402
+from twin.query import QueryFilters, Where, clean_query, where_clause  # noqa: E402
 from twin.settings import Settings  # noqa: E402
 
 VECTOR_CACHE = Path(os.environ.get("TWIN_BENCH_CACHE", "/tmp/twin-bench-retrieval"))
@@ -83,7 +85,15 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--embed-chunks", action="store_true",
                         help=f"first embed the first {REAL_VECTORS:,} chunks with the real model (cached)")
+    parser.add_argument("--keyword-only", action="store_true",
+                        help="the keyword leg alone at each scale (no vectors, no HNSW build): its latency and recall "
+                             "against its exhaustive BM25; writes the 'Retrieval: keyword leg' section")
     args = parser.parse_args()
+    if args.keyword_only:
+        if args.quick:
+            args.scales, args.queries = "2000", 10
+        keyword_only(args)
+        return
     if args.quick:
         args.scales, args.queries, args.ef_search, args.quality = "2000", 20, "40,100", False
     output = args.output or (Path(tempfile.mkdtemp(prefix="twin-bench-")) / "benchmarks.md" if args.quick
@@ -365,10 +375,12 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
     return result
 
 
-def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray],
+def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vectors: dict[str, np.ndarray] | None,
          model_id: str) -> None:
+    """n bench chunks in 10 twins; `pool_vectors` None: one constant vector for all (the keyword leg alone)."""
     chunks = bench_chunks(documents, n)
-    model_vectors = model_chunk_vectors(n, documents)
+    model_vectors = model_chunk_vectors(n, documents) if pool_vectors is not None else None
+    constant = np.full((50_000, 384), 1 / np.sqrt(384), dtype=np.float32)
     first = date(2019, 1, 1)
     with conn.transaction():
         for t in range(TWINS):
@@ -383,7 +395,7 @@ def load(conn: psycopg.Connection, n: int, documents: list[list[str]], pool_vect
         for start in range(0, n, 50_000):
             batch = chunks[start:start + 50_000]
             vectors = model_vectors[start:start + len(batch)] if model_vectors is not None \
-                else composed_vectors(batch, pool_vectors)
+                else composed_vectors(batch, pool_vectors) if pool_vectors is not None else constant[:len(batch)]
             with conn.cursor().copy(
                 """COPY chunks (chunk_id, document_id, twin, position, text, token_count, document_hash, chunker,
                                 url, title, author, category, published_at, embedding, embedding_model)
@@ -425,6 +437,11 @@ def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.nd
         rows = conn.execute(f"""SELECT chunk_id::text FROM chunks WHERE {where.sql}
                                 ORDER BY embedding <=> %(v)s, chunk_id LIMIT %(limit)s""",
                             {**where.params, "v": vector, "limit": limit}).fetchall()
+    return [row[0] for row in rows], exhaustive_keyword(conn, text, where, limit)
+
+
+def exhaustive_keyword(conn: psycopg.Connection, text: str, where: Where, limit: int) -> list[str]:
+    """The keyword leg's BM25 score over every chunk holding any of the scored words."""
     terms = keyword_search.query_terms(conn, text, where)
     keyword = conn.execute(
         f"""WITH {keyword_search.TERM_WEIGHTS}
@@ -432,7 +449,7 @@ def exhaustive(conn: psycopg.Connection, model_id: str, text: str, vector: np.nd
             ORDER BY {keyword_search.BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
         {**where.params, **terms.score_params(), "any": keyword_search.tsquery_any_of(terms.lexemes),
          "limit": limit}).fetchall() if terms.lexemes else []
-    return [row[0] for row in rows], [row[0] for row in keyword]
+    return [row[0] for row in keyword]
 
 
 def ef_sweep(conn: psycopg.Connection, vectors: np.ndarray, ef_search: int) -> dict[str, float]:
@@ -518,6 +535,76 @@ def _best_similarity(conn: psycopg.Connection, embedder, question: str) -> float
     return chunks[0].similarity if chunks else 0.0
 
 
+# --- the keyword leg alone at scale (--keyword-only) ---------------------------------------------
+
+def keyword_only(args: argparse.Namespace) -> None:
+    """Latency and recall of the keyword leg against its exhaustive BM25, per scale and filter, on
+    the same chunks as the full run but with one constant vector (the leg reads no vector)."""
+    output = args.output or (Path(tempfile.mkdtemp(prefix="twin-bench-")) / "benchmarks.md" if args.quick
+                             else REPO / "docs" / "benchmarks.md")
+    home = Path(tempfile.mkdtemp(prefix="twin-bench-retrieval-"))
+    os.environ["TWIN_HOME"] = str(home)
+    os.environ.pop("DATABASE_URL", None)
+    server = start_embedded_postgres(embedded_postgres_dir(home))
+    figures: dict[str, object] = {"machine": machine(), "scales": []}
+    try:
+        sentences = sample_sentences()[:12] if args.quick else sample_sentences() + docstring_sentences()
+        questions = [clean_query(q) for q in bench_questions(sentences, args.queries)]
+        for n in [int(v) for v in args.scales.split(",")]:
+            figures["scales"].append(keyword_scale(server, n, sentences, questions))  # type: ignore[union-attr]
+    finally:
+        stop_embedded_postgres(embedded_postgres_dir(home))
+    write_keyword_report(output, figures, len(questions))
+    print(f"written to {output}")
+
+
+def keyword_scale(server_url: str, n: int, documents: list[list[str]], questions: list[str]) -> dict[str, object]:
+    model_id = "bench-constant"
+    url = create_database(server_url, f"bench_keyword_{n}")
+    Database(url).ensure_schema()
+    conn = Database(url).connect()
+    conn.execute("DROP INDEX chunks_embedding_hnsw")
+    conn.execute("DROP INDEX chunks_search_vector")
+    load(conn, n, documents, None, model_id)
+    conn.execute("CREATE INDEX chunks_search_vector ON chunks USING gin (search_vector)")
+    for t in range(TWINS):
+        keyword_search.refresh_chunk_terms(conn, f"author-{t}")
+    conn.execute("VACUUM ANALYZE chunks")
+    result: dict[str, object] = {"chunks": n}
+    for label, filters in FILTERS.items():
+        where = where_clause(filters, model_id)
+        keyword_search.keyword_ranking(conn, questions[0], where, K)  # warm
+        timings, recall = [], 0.0
+        for text in questions:
+            t0 = time.perf_counter()
+            fast = keyword_search.keyword_ranking(conn, text, where, K)
+            timings.append((time.perf_counter() - t0) * 1000)
+            exact = exhaustive_keyword(conn, text, where, K)
+            recall += len(set(fast) & set(exact)) / max(1, len(exact)) if exact else 1.0
+        result[label] = {"p50_ms": _pct(timings, 50), "p95_ms": _pct(timings, 95),
+                         "recall": round(recall / len(questions), 4)}
+        print(n, label, result[label], flush=True)
+    conn.close()
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "bench_keyword_{n}"')
+    return result
+
+
+def write_keyword_report(path: Path, figures: dict[str, object], queries: int) -> None:
+    lines = [f"## Retrieval: keyword leg (`bench/retrieval.py --keyword-only`, {date.today().isoformat()})", "",
+             f"Machine: AMD EPYC, 2 cores, 24 GiB RAM ({figures['machine']}). The chunks of the Retrieval section "
+             f"(same data, same seed) with one constant vector and no HNSW index, {queries} questions; the keyword "
+             f"leg alone: budget {keyword_search.KEYWORD_BUDGET} chunks / {keyword_search.KEYWORD_TERMS} words, "
+             f"{keyword_search.SCORED_TERMS} scored words, {keyword_search.RESCORED} rescored. Recall: its top 10 "
+             "against the same BM25 score over every chunk holding any scored word.", "",
+             "| chunks | filter | keyword p50 / p95 | top-10 recall vs exhaustive |", "|---|---|---|---|"]
+    for s in figures["scales"]:  # type: ignore[union-attr]
+        for label in FILTERS:
+            row = s[label]
+            lines.append(f"| {s['chunks']:,} | {label} | {row['p50_ms']} / {row['p95_ms']} ms | {row['recall']} |")
+    replace_section(path, "Retrieval: keyword leg", "\n".join(lines))
+
+
 # --- report --------------------------------------------------------------------------------------
 
 def write_report(path: Path, figures: dict[str, object]) -> None:
@@ -588,7 +675,7 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
     if 1_000_000 not in measured:
         lines += ["", "1,000,000 chunks: not measured in this run (loading, indexing and an HNSW build of 1M x 384 "
                   "on the shared 2-core machine did not fit the time available); run `--scales ...,1000000`."]
-    replace_section(path, "Retrieval", "\n".join(lines))
+    replace_section(path, "Retrieval (", "\n".join(lines))
 
 
 if __name__ == "__main__":
