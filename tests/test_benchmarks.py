@@ -24,7 +24,7 @@ QUICK_RUNS = [
     ("serving.py", ["--requests-per-client", "1", "--output", "{out}"], "## Serving"),
     ("training.py", ["--quick", "--output", "{out}"], "## Training"),
     ("twin_quality.py", ["--quick", "--output", "{out}"], "## Twin quality"),
-    ("topology.py", ["--quick"], '"most_at_once"'),
+    ("topology.py", ["--quick"], '"most_in_progress"'),
 ]
 # these start Axolotl (one optimizer step) or the whole topology: minutes even in quick mode
 TRAINS = {"training.py", "twin_quality.py", "topology.py"}
