@@ -225,9 +225,35 @@ def test_hybrid_search_fuses_keyword_and_vector_ranks(
     assert all(row["keyword_rank"] and row["semantic_rank"] for row in rows[:1])  # the best is in both lists
 
 
+# 13 words, 8 of them informative: the keyword leg's round 2 (sets of the other words) adds to its list
+LONG_QUESTION = ("How do I keep Postgres tables from bloating when autovacuum falls behind on busy servers with long "
+                 "transactions and dead tuples?")
+
+
+def test_hybrid_search_sql_ranks_the_keyword_leg_in_both_rounds(
+        analytics_database: str, platform: psycopg.Connection, embedder: Embedder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQL's keyword ranks are twin/keyword_search.py's, the chunks its round 2 adds included."""
+    from twin import keyword_search
+    from twin.query import QueryFilters, where_clause
+
+    where = where_clause(QueryFilters(), embedder.model_id)
+    keyword = keyword_search.keyword_ranking(platform, LONG_QUESTION, where, 120)
+    with monkeypatch.context() as patch:
+        patch.setattr(keyword_search, "_reaching_sets", lambda terms, threshold: [])
+        added = set(keyword) - set(keyword_search.keyword_ranking(platform, LONG_QUESTION, where, 120))
+    assert added  # round 2 is at work on this question
+    literal = _literal(encode_queries(embedder, [LONG_QUESTION])[0])
+    rows = run_query(analytics_database, "hybrid_search", query_text=LONG_QUESTION, query_embedding=literal, k=30)
+    ranked = {row["chunk_id"]: int(row["keyword_rank"]) for row in rows if row["keyword_rank"]}
+    assert {chunk: keyword.index(chunk) + 1 for chunk in ranked} == ranked
+    assert added & set(ranked)
+
+
 @pytest.mark.parametrize("text", [
     QUESTION, "autovacuum bloat", "What did Priya write about hex grids and A* pathfinding?",
     "coral bleaching -turtles", '"dead tuples" or watermarks', "why & | ! ( ) : * it's",
+    LONG_QUESTION,
 ])
 def test_hybrid_search_sql_is_twin_search(analytics_database: str, platform: psycopg.Connection,
                                           embedder: Embedder, text: str) -> None:

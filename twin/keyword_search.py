@@ -12,6 +12,7 @@ loses little (bench/retrieval.py measures it against the same score over every m
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from twin.query import Where
 KEYWORD_BUDGET = 5000
 KEYWORD_TERMS = 8
 SCORED_TERMS = 32
+OTHER_TERMS = 8
+TF_ALLOWANCE = 1.375
+TIE = 1e-6  # a set whose idf sum is this close to the threshold counts as reaching it (rounding)
 _LEXEME = re.compile(r"(!?)'((?:[^']|'')+)'")
 
 
@@ -35,11 +39,18 @@ class QueryTerms:
     every: str  # the question as websearch_to_tsquery parses it ("" when it has no words)
     lexemes: list[str]  # the words found in the searched twins' chunks, rarest first
     weights: list[float]  # the idf of each lexeme
+    counts: list[float]  # the chunks holding each lexeme (its document frequency)
     informative: list[str]  # the rarest lexemes, which choose the candidates
 
     def score_params(self) -> dict[str, object]:
         """The query parameters of TERM_WEIGHTS."""
         return {"lexemes": self.lexemes, "weights": self.weights}
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the informative words are in more chunks than KEYWORD_BUDGET (the rarest word
+        alone is), so that the candidates holding them are a sample."""
+        return sum(self.counts[:len(self.informative)]) > KEYWORD_BUDGET
 
 
 def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms:
@@ -73,35 +84,78 @@ def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms
         informative.append(lexeme)
         total += df
     return QueryTerms(every if found else "", [lexeme for lexeme, _, _ in found],
-                      [idf for _, _, idf in found], informative)
+                      [idf for _, _, idf in found], [df for _, df, _ in found], informative)
+
 
 
 def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: int) -> list[str]:
-    """Chunk ids by BM25 of the question's words each holds, over the candidates: the chunks holding
-    every word, and the chunks holding its informative words. Counting a word's occurrences in a
-    chunk costs more than seeing that it is there, so the candidates are first ordered by their
-    idf sum (BM25 with every count 1, a lower bound of BM25 and 1/2.2 of an upper one), and only
-    the RESCORED best of them get the full BM25."""
+    """Chunk ids by BM25 of the question's words each holds, best first.
+
+    Round 1 scores the chunks holding every word and the chunks holding its informative (rarest)
+    words. A chunk holding none of those can still outrank them by holding several of the other
+    words, so round 2 asks the GIN index for the chunks holding a set of the other words whose idf
+    sum reaches the `limit`-th score of round 1 (MaxScore's bound, with each word counted once) and
+    scores them too. Each round orders its candidates by idf sum first (BM25 with every count 1)
+    and counts words only for the RESCORED best of them."""
     terms = query_terms(conn, text, where)
     if not terms.informative:
         return []
+    params = {**where.params, **terms.score_params(), "budget": KEYWORD_BUDGET, "rescored": max(RESCORED, limit),
+              "limit": limit, "every": terms.every, "informative": tsquery_any_of(terms.informative)}
+    scored = _scored(conn, where, "(search_vector @@ %(every)s::tsquery)", "(search_vector @@ %(informative)s::tsquery)",
+                     params)
+    threshold = scored[limit - 1][1] if len(scored) >= limit else 0.0
+    others = tsquery_sets(_reaching_sets(terms, threshold))
+    if others:
+        unseen = "" if terms.sampled else " AND NOT search_vector @@ %(informative)s::tsquery"
+        scored += _scored(conn, where, f"(search_vector @@ %(others)s::tsquery{unseen})", None, {**params, "others": others})
+    best = {row[0]: row for row in scored}
+    return sorted(best, key=lambda chunk_id: (-best[chunk_id][1], best[chunk_id][2], chunk_id))[:limit]
+
+
+def _scored(conn: psycopg.Connection, where: Where, first: str, second: str | None,
+            params: dict[str, object]) -> list[tuple[str, float, int]]:
+    """(chunk id, BM25, distinct words) of the best candidates matching `first` or `second`, each
+    branch at most KEYWORD_BUDGET chunks."""
+    branches = [f"(SELECT chunk_id, search_vector FROM chunks WHERE {where.sql} AND {match} LIMIT %(budget)s)"
+                for match in (first, second) if match]
     rows = conn.execute(
         f"""WITH {TERM_WEIGHTS},
-                 q AS (SELECT %(every)s::tsquery AS every, %(informative)s::tsquery AS informative),
-                 candidates AS (
-                     (SELECT chunk_id, search_vector FROM chunks, q
-                      WHERE {where.sql} AND search_vector @@ q.every LIMIT %(budget)s)
-                     UNION
-                     (SELECT chunk_id, search_vector FROM chunks, q
-                      WHERE {where.sql} AND search_vector @@ q.informative LIMIT %(budget)s)),
+                 candidates AS MATERIALIZED (
+                     SELECT chunk_id, search_vector, {IDF_SUM} AS idf_sum FROM ({" UNION ".join(branches)}) c),
                  bounded AS (
-                     SELECT chunk_id, search_vector FROM candidates
-                     ORDER BY {IDF_SUM} DESC, length(search_vector), chunk_id LIMIT %(rescored)s)
-            SELECT chunk_id::text FROM bounded
-            ORDER BY {BM25_SCORE} DESC, length(search_vector), chunk_id LIMIT %(limit)s""",
-        {**where.params, **terms.score_params(), "every": terms.every, "informative": tsquery_any_of(terms.informative),
-         "budget": KEYWORD_BUDGET, "rescored": max(RESCORED, limit), "limit": limit}).fetchall()
-    return [row[0] for row in rows]
+                     (SELECT chunk_id, search_vector FROM candidates
+                      ORDER BY idf_sum DESC, length(search_vector), chunk_id LIMIT %(rescored)s)
+                     UNION
+                     (SELECT chunk_id, search_vector FROM candidates
+                      ORDER BY idf_sum DESC, length(search_vector) DESC, chunk_id LIMIT %(rescored)s / 4))
+            SELECT chunk_id::text, {BM25_SCORE} AS score, length(search_vector) FROM bounded
+            ORDER BY score DESC, length(search_vector), chunk_id LIMIT %(limit)s""", params).fetchall()
+    return [(row[0], float(row[1]), int(row[2])) for row in rows]
+
+
+def _reaching_sets(terms: QueryTerms, threshold: float) -> list[tuple[str, ...]]:
+    """The smallest sets of the question's words whose idf sum reaches `threshold`, among the
+    OTHER_TERMS rarest words that round 1 did not take every chunk of (all of them when it took a
+    sample of the rarest word's): a chunk holding none of these sets scores below `threshold` when
+    each word is in it once. A word in more than KEYWORD_BUDGET chunks is not a set alone (its
+    chunks would be an arbitrary sample) but only with another word."""
+    pool = [(lexeme, idf, df) for lexeme, idf, df in zip(terms.lexemes, terms.weights, terms.counts, strict=True)
+            if terms.sampled or lexeme not in terms.informative][:OTHER_TERMS]
+    found: list[tuple[str, ...]] = []
+    for size in range(1, len(pool) + 1):
+        for combination in itertools.combinations(pool, size):
+            words = tuple(lexeme for lexeme, _, _ in combination)
+            if TF_ALLOWANCE * sum(idf for _, idf, _ in combination) >= threshold - TIE \
+                    and (size > 1 or combination[0][2] <= KEYWORD_BUDGET or threshold <= 0) \
+                    and not any(set(smaller) <= set(words) for smaller in found):
+                found.append(words)
+    return found
+
+
+def tsquery_sets(sets: Sequence[Sequence[str]]) -> str:
+    """A tsquery text matching a chunk holding every word of any of `sets`."""
+    return " | ".join("(" + " & ".join(_quoted(lexeme) for lexeme in words) + ")" for words in sets)
 
 
 # A chunk's keyword score, BM25's without length normalisation: for each of the question's words it
@@ -125,7 +179,11 @@ RESCORED = 400
 
 def tsquery_any_of(lexemes: Sequence[str]) -> str:
     """A tsquery text matching any of the (already normalised) lexemes."""
-    return " | ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+    return " | ".join(_quoted(lexeme) for lexeme in lexemes)
+
+
+def _quoted(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def refresh_chunk_terms(conn: psycopg.Connection, twin: str) -> int:
