@@ -28,6 +28,8 @@ from twin.query import Where
 KEYWORD_BUDGET = 5000
 KEYWORD_TERMS = 8
 SCORED_TERMS = 32
+# Round 2: sets of the OTHER_TERMS rarest words not in round 1, reaching its last score with each
+# word's idf x TF_ALLOWANCE (BM25 of a word there twice: 2 x 2.2 / 3.2 = 1.375; measured in bench/retrieval.py).
 OTHER_TERMS = 8
 TF_ALLOWANCE = 1.375
 TIE = 1e-6  # a set whose idf sum is this close to the threshold counts as reaching it (rounding)
@@ -135,11 +137,13 @@ def _scored(conn: psycopg.Connection, where: Where, first: str, second: str | No
 
 
 def _reaching_sets(terms: QueryTerms, threshold: float) -> list[tuple[str, ...]]:
-    """The smallest sets of the question's words whose idf sum reaches `threshold`, among the
-    OTHER_TERMS rarest words that round 1 did not take every chunk of (all of them when it took a
-    sample of the rarest word's): a chunk holding none of these sets scores below `threshold` when
-    each word is in it once. A word in more than KEYWORD_BUDGET chunks is not a set alone (its
-    chunks would be an arbitrary sample) but only with another word."""
+    """The smallest sets of the question's words whose idf sum, times TF_ALLOWANCE, reaches
+    `threshold`, among the OTHER_TERMS rarest words that round 1 did not take every chunk of (all of
+    them when it took a sample of the rarest word's chunks): a chunk holding none of these sets
+    scores below `threshold` unless its words are there more than about twice (BM25 counts a word
+    twice as 1.375 times once). A word in more than KEYWORD_BUDGET chunks is not a set alone (its
+    chunks would be an arbitrary sample) but only with another word, unless round 1 found fewer
+    chunks than the list holds (`threshold` 0)."""
     pool = [(lexeme, idf, df) for lexeme, idf, df in zip(terms.lexemes, terms.weights, terms.counts, strict=True)
             if terms.sampled or lexeme not in terms.informative][:OTHER_TERMS]
     found: list[tuple[str, ...]] = []
