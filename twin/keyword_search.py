@@ -6,8 +6,9 @@ over a bounded candidate set chosen from the question's rarest words; and the `c
 Why BM25 and not `ts_rank_cd`: ts_rank_cd weighs every word alike, so a chunk holding five common
 words of the question outranks one holding its one rare word, and finding those chunks means
 ranking every chunk that shares any word. With idf the rare words carry the score, so the chunks
-holding none of them rarely reach the top, and ranking only the chunks holding the rarest words
-loses little (bench/retrieval.py measures it against the same score over every matching chunk).
+holding none of them rarely reach the top, and ranking the chunks holding the rarest words, then
+the few others whose words could still outrank those (a second round), loses little at a million
+chunks (bench/retrieval.py measures it against the same score over every matching chunk).
 """
 
 from __future__ import annotations
@@ -89,16 +90,17 @@ def query_terms(conn: psycopg.Connection, text: str, where: Where) -> QueryTerms
                       [idf for _, _, idf in found], [df for _, df, _ in found], informative)
 
 
-
 def keyword_ranking(conn: psycopg.Connection, text: str, where: Where, limit: int) -> list[str]:
     """Chunk ids by BM25 of the question's words each holds, best first.
 
     Round 1 scores the chunks holding every word and the chunks holding its informative (rarest)
     words. A chunk holding none of those can still outrank them by holding several of the other
     words, so round 2 asks the GIN index for the chunks holding a set of the other words whose idf
-    sum reaches the `limit`-th score of round 1 (MaxScore's bound, with each word counted once) and
-    scores them too. Each round orders its candidates by idf sum first (BM25 with every count 1)
-    and counts words only for the RESCORED best of them."""
+    sum (x TF_ALLOWANCE) reaches the `limit`-th score of round 1 (MaxScore's bound) and scores them
+    too. Counting a word's occurrences costs more than seeing that it is there, so each round
+    orders its candidates by idf sum first (BM25 with every count 1, a lower bound) and counts
+    words only for the RESCORED best of them and the RESCORED / 4 longest of the best (where words
+    repeat)."""
     terms = query_terms(conn, text, where)
     if not terms.informative:
         return []
