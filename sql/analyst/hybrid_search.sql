@@ -22,7 +22,7 @@
 -- psql variables: query_text (words), query_embedding (`twin embed` of the same words),
 -- k (number of rows). To filter, add the same condition (e.g. twin = 'maya-lindqvist') to the
 -- three `FROM analyst.chunks` below.
-SET hnsw.ef_search = 100;
+SET hnsw.ef_search = 150;
 SET hnsw.iterative_scan = relaxed_order;
 
 WITH settings AS (

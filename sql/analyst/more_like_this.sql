@@ -1,7 +1,7 @@
 -- "More like this" for a whole document: the documents whose chunks lie nearest to the centroid
 -- (mean vector) of its chunks, best chunk similarity first.
 -- psql variables: url (the document's url), k (number of documents).
-SET hnsw.ef_search = 100;
+SET hnsw.ef_search = 150;
 SET hnsw.iterative_scan = relaxed_order;
 
 WITH source AS (

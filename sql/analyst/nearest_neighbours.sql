@@ -1,6 +1,6 @@
 -- Nearest neighbours of one chunk by cosine similarity (the chunk itself excluded), HNSW index.
 -- psql variables: chunk_id (uuid), k (number of rows).
-SET hnsw.ef_search = 100;
+SET hnsw.ef_search = 150;
 
 SELECT chunk_id,
        twin,

@@ -1,7 +1,7 @@
 -- Semantic search: chunks nearest to a query vector made by `twin embed "TEXT"` (the same
 -- cleaning and model as the pipeline and `twin search`).
 -- psql variables: query_embedding (a vector literal), k (number of rows).
-SET hnsw.ef_search = 100;
+SET hnsw.ef_search = 150;
 
 SELECT twin,
        category,
