@@ -34,7 +34,7 @@ MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
 RRF_K = 60  # the constant of Cormack et al.; damps the weight of the very first ranks
 MIN_CANDIDATES = 20  # each leg's list length is max(4 k, this)
 # measured in bench/retrieval.py (docs/benchmarks.md, Retrieval (b)): at 1M chunks ef_search 100
-# gives recall@10 0.948 against exact search, 150 gives 0.955 at a p50 under 10 ms
+# gives recall@10 0.948-0.9525 against exact search, 150 gives 0.9625 at a p50 of 5.5 ms
 HNSW_EF_SEARCH = 150
 # A chunk at least this similar to the question may be answered from; when none is, the twin has
 # nothing on the question. Set from the labelled set (docs/benchmarks.md, Retrieval (c)): with
